@@ -1,0 +1,87 @@
+// N:M structured-sparse storage (format version 1), torch-free.
+//
+// A dense row of K elements, K % m == 0, with at most n nonzeros in each group
+// of m consecutive elements, is stored as
+//   values[K / m * n]  the kept elements, ascending column order per group;
+//                      a group with fewer than n nonzeros keeps explicit zeros
+//                      at its lowest-index zero positions,
+//   meta[ceil(K / 8)]  the dense keep-mask, bit c of the row at byte c / 8,
+//                      bit c % 8 (little-endian bit order). Exactly n bits are
+//                      set per group, so 2:4 costs 4 bits per group (2 bits per
+//                      kept value) and general N:M costs m bits per group.
+#pragma once
+
+#include <cstdint>
+
+#include "dtype.h"
+
+namespace effdl::core {
+
+inline int64_t nm_meta_bytes(int64_t K) { return (K + 7) / 8; }
+inline int64_t nm_kept(int64_t K, int n, int m) { return K / m * n; }
+
+template <typename T>
+inline bool is_nonzero(T v) {
+  return load(v) != 0;  // NaN counts as nonzero: it must not be dropped silently
+}
+
+// Compresses one row. Returns -1 on success, else the index of the first group
+// holding more than n nonzeros (nothing useful is written then).
+template <typename T>
+int64_t nm_compress_row(const T* w, int64_t K, int n, int m, T* values, uint8_t* meta) {
+  const int64_t groups = K / m;
+  for (int64_t b = 0; b < nm_meta_bytes(K); ++b) meta[b] = 0;
+  int64_t out = 0;
+  for (int64_t g = 0; g < groups; ++g) {
+    const T* grp = w + g * m;
+    int nnz = 0;
+    for (int i = 0; i < m; ++i) nnz += is_nonzero(grp[i]) ? 1 : 0;
+    if (nnz > n) return g;
+    int zeros_to_keep = n - nnz;  // padding positions, taken lowest index first
+    for (int i = 0; i < m; ++i) {
+      bool keep = is_nonzero(grp[i]);
+      if (!keep && zeros_to_keep > 0) {
+        keep = true;
+        --zeros_to_keep;
+      }
+      if (keep) {
+        const int64_t c = g * m + i;
+        meta[c >> 3] = uint8_t(meta[c >> 3] | (1u << (c & 7)));
+        values[out++] = grp[i];
+      }
+    }
+  }
+  return -1;
+}
+
+// Decodes the kept column indices of one row into cols[K / m * n]. Returns
+// false when meta is not a valid N:M mask (not exactly n bits per group, or bits
+// set past K); cols is then partially written but never out of bounds.
+inline bool nm_decode_row(const uint8_t* meta, int64_t K, int n, int m, int32_t* cols) {
+  const int64_t kept = nm_kept(K, n, m);
+  int64_t j = 0;
+  for (int64_t b = 0; b < nm_meta_bytes(K); ++b) {
+    unsigned bits = meta[b];
+    while (bits) {
+      const int64_t c = b * 8 + __builtin_ctz(bits);
+      bits &= bits - 1;
+      if (c >= K || j >= kept || c / m != j / n) return false;
+      cols[j++] = int32_t(c);
+    }
+  }
+  return j == kept;
+}
+
+// Decompresses one row; cols is scratch of K / m * n entries. False on bad meta.
+template <typename T>
+bool nm_decompress_row(const T* values, const uint8_t* meta, int64_t K, int n, int m,
+                       int32_t* cols, T* w) {
+  if (!nm_decode_row(meta, K, n, m, cols)) return false;
+  const T zero = store<T>(acc_t<T>(0));
+  for (int64_t c = 0; c < K; ++c) w[c] = zero;
+  const int64_t kept = nm_kept(K, n, m);
+  for (int64_t j = 0; j < kept; ++j) w[cols[j]] = values[j];
+  return true;
+}
+
+}  // namespace effdl::core

@@ -1,0 +1,77 @@
+// N:M sparse linear y[M, N] = x[M, K] @ W[N, K].T + bias, W in nm_format.h
+// storage, torch-free. Only the kept weights are multiplied: the work is
+// M * N * K * n / m multiply-adds.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "dtype.h"
+#include "nm_format.h"
+
+namespace effdl::core {
+
+// Below this many rows of x the gather-dot path wins; above it x is packed
+// transposed so each kept weight updates a contiguous strip of outputs (a
+// vectorisable axpy instead of a gather).
+constexpr int64_t kNmGatherMaxRows = 4;
+constexpr int64_t kNmStrip = 16;
+
+inline int64_t nm_padded_rows(int64_t M) { return (M + kNmStrip - 1) / kNmStrip * kNmStrip; }
+
+// xt[K, Mp] = x[M, K].T in the accumulator type, zero padded to Mp rows
+// (Mp = nm_padded_rows(M)). Rows [k_begin, k_end) of xt.
+template <typename T>
+void nm_pack_x_transposed(const T* x, int64_t ldx, int64_t M, int64_t k_begin, int64_t k_end,
+                          acc_t<T>* xt) {
+  const int64_t Mp = nm_padded_rows(M);
+  for (int64_t k = k_begin; k < k_end; ++k) {
+    acc_t<T>* row = xt + k * Mp;
+    for (int64_t i = 0; i < M; ++i) row[i] = load(x[i * ldx + k]);
+    for (int64_t i = M; i < Mp; ++i) row[i] = 0;
+  }
+}
+
+// Output columns [o_begin, o_end) of y. `xt` is the packed x when
+// M > kNmGatherMaxRows, else null and x is read directly. Returns false if some
+// row of meta is not a valid N:M mask.
+template <typename T>
+bool nm_linear_block(const T* x, int64_t ldx, const acc_t<T>* xt, int64_t M, int64_t K,
+                     const T* values, const uint8_t* meta, int n, int m, const T* bias, T* y,
+                     int64_t ldy, int64_t o_begin, int64_t o_end) {
+  using A = acc_t<T>;
+  const int64_t kept = nm_kept(K, n, m);
+  const int64_t meta_bytes = nm_meta_bytes(K);
+  std::vector<int32_t> cols(size_t(std::max<int64_t>(kept, 1)));
+  std::vector<A> vals(size_t(std::max<int64_t>(kept, 1)));
+  const int64_t Mp = nm_padded_rows(M);
+  for (int64_t o = o_begin; o < o_end; ++o) {
+    if (!nm_decode_row(meta + o * meta_bytes, K, n, m, cols.data())) return false;
+    const T* vrow = values + o * kept;
+    for (int64_t j = 0; j < kept; ++j) vals[j] = load(vrow[j]);
+    const A b = bias ? A(load(bias[o])) : A(0);
+    if (xt == nullptr) {
+      for (int64_t i = 0; i < M; ++i) {
+        const T* xrow = x + i * ldx;
+        A acc = 0;
+        for (int64_t j = 0; j < kept; ++j) acc += vals[j] * A(load(xrow[cols[j]]));
+        y[i * ldy + o] = store<T>(acc + b);
+      }
+      continue;
+    }
+    for (int64_t i0 = 0; i0 < Mp; i0 += kNmStrip) {
+      A acc[kNmStrip] = {};
+      for (int64_t j = 0; j < kept; ++j) {
+        const A v = vals[j];
+        const A* xr = xt + int64_t(cols[j]) * Mp + i0;
+        for (int64_t t = 0; t < kNmStrip; ++t) acc[t] += v * xr[t];
+      }
+      const int64_t rows = std::min<int64_t>(kNmStrip, M - i0);
+      for (int64_t t = 0; t < rows; ++t) y[(i0 + t) * ldy + o] = store<T>(acc[t] + b);
+    }
+  }
+  return true;
+}
+
+}  // namespace effdl::core

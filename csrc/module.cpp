@@ -1,0 +1,62 @@
+// The small non-operator surface of effdl._C: build facts and CPU features.
+#include <torch/extension.h>
+
+#include <string>
+
+#ifndef EFFDL_CUDA_ARCHS
+#define EFFDL_CUDA_ARCHS ""
+#endif
+#ifndef EFFDL_TORCH_VERSION
+#define EFFDL_TORCH_VERSION "unknown"
+#endif
+
+namespace {
+
+pybind11::dict build_info() {
+  pybind11::dict d;
+#ifdef EFFDL_WITH_CUDA
+  d["cuda"] = true;
+#else
+  d["cuda"] = false;
+#endif
+  d["cuda_archs"] = std::string(EFFDL_CUDA_ARCHS);
+#if defined(__clang__)
+  d["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  d["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+  d["compiler"] = std::string("unknown");
+#endif
+  d["torch_built_with"] = std::string(EFFDL_TORCH_VERSION);
+  // The CPU kernels of this build are portable C++ auto-vectorised for the
+  // baseline ISA of the target; run-time ISA dispatch comes with the SIMD kernels.
+  d["cpu_kernel_isa"] = std::string("portable");
+  return d;
+}
+
+pybind11::dict cpu_features() {
+  pybind11::dict d;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  d["arch"] = std::string("x86_64");
+  d["avx2"] = bool(__builtin_cpu_supports("avx2"));
+  d["fma"] = bool(__builtin_cpu_supports("fma"));
+  d["avx512f"] = bool(__builtin_cpu_supports("avx512f"));
+  d["avx512bw"] = bool(__builtin_cpu_supports("avx512bw"));
+  d["avx512vnni"] = bool(__builtin_cpu_supports("avx512vnni"));
+  d["avx512bf16"] = bool(__builtin_cpu_supports("avx512bf16"));
+#elif defined(__aarch64__)
+  d["arch"] = std::string("aarch64");
+#else
+  d["arch"] = std::string("other");
+#endif
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "effdl native kernels; operators live in torch.ops.effdl";
+  m.def("build_info", &build_info, "How this extension was built.");
+  m.def("cpu_features", &cpu_features, "Instruction-set extensions of this CPU.");
+}

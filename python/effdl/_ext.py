@@ -1,0 +1,27 @@
+"""Loads the native extension. Never raises: a missing or broken ``_C`` is
+recorded here, reported by :func:`effdl.info`, and the ops fall back to the
+pure-PyTorch reference with a one-time warning."""
+
+from __future__ import annotations
+
+import torch  # noqa: F401  (the extension links against torch's libraries)
+
+C = None
+load_error: str | None = None
+try:
+    from effdl import _C as C  # registers torch.ops.effdl.* (TORCH_LIBRARY)
+except (ImportError, OSError) as exc:  # pragma: no cover - exercised only without a build
+    load_error = f"{type(exc).__name__}: {exc}"
+
+
+def available() -> bool:
+    """True when the native extension loaded."""
+    return C is not None
+
+
+def build_info() -> dict:
+    return dict(C.build_info()) if C is not None else {"cuda": False, "cuda_archs": ""}
+
+
+def cpu_features() -> dict:
+    return dict(C.cpu_features()) if C is not None else {}

@@ -1,0 +1,111 @@
+"""Pure-PyTorch reference of every effdl operator.
+
+These are the test oracles (call them on float64 inputs for float ops) and the
+``"reference"`` backend: same signatures, semantics, output dtypes and memory
+formats as ``torch.ops.effdl.*``, on any device PyTorch supports. 16-bit inputs
+compute in float32, like the kernels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from effdl import formats
+
+QUANT_SCALE_EPS = torch.finfo(torch.float32).tiny  # smallest normal fp32
+INT8_MAX_K = 131071  # K * 128 * 128 <= 2**31 - 1 keeps the int32 accumulator exact
+ACTIVATIONS = ("none", "relu", "relu6")
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def nm_compress(w: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``w[rows, K]`` (already N:M sparse) -> ``(values[rows, K*n/m], meta[rows, ceil(K/8)] uint8)``."""
+    formats.check_pattern(n, m)
+    if w.dim() != 2 or w.shape[1] % m:
+        raise RuntimeError(f"effdl.nm_compress: w must be 2-D [rows, K] with K % m == 0, got {tuple(w.shape)}")
+    keep = formats.keep_mask(w, n, m)
+    rows, K = w.shape
+    cols = formats.kept_columns(formats.pack_mask(keep), K, n, m)
+    return w.gather(1, cols), formats.pack_mask(keep)
+
+
+def nm_decompress(values: torch.Tensor, meta: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Exact inverse of :func:`nm_compress`: dense ``[rows, K]``."""
+    K = formats.validate(values, meta, n, m)
+    cols = formats.kept_columns(meta, K, n, m)
+    return torch.zeros(values.shape[0], K, dtype=values.dtype, device=values.device).scatter(1, cols, values)
+
+
+def nm_linear(x, values, meta, n: int, m: int, bias=None):
+    """``x[*, K] @ W.T + bias`` with ``W = nm_decompress(values, meta)``; differentiable."""
+    w = nm_decompress(values, meta, n, m)
+    ct = _compute_dtype(x.dtype)
+    y = F.linear(x.to(ct), w.to(ct), None if bias is None else bias.to(ct))
+    return y.to(x.dtype)
+
+
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamic symmetric int8 per row of ``x[*, K]``: ``(q int8 [*, K], scale fp32 [*])``."""
+    xf = x.float()
+    if not bool(torch.isfinite(xf).all()):
+        raise RuntimeError("effdl.quantize_rows: x holds NaN or Inf; int8 cannot represent it")
+    if x.shape[-1] == 0:
+        absmax = torch.zeros(x.shape[:-1], dtype=torch.float32, device=x.device)
+    else:
+        absmax = xf.abs().amax(-1)
+    scale = torch.clamp(absmax / 127.0, min=QUANT_SCALE_EPS)
+    q = torch.round(xf / scale.unsqueeze(-1)).clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+def int8_matmul_exact(q: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
+    """``q[*, K] @ wq[N, K].T`` as exact int32 (float64 products are exact below 2**53)."""
+    acc = torch.matmul(q.to(torch.float64), wq.to(torch.float64).t())
+    return acc.to(torch.int32)
+
+
+def int8_linear(q, q_scale, wq, w_scale, bias=None, out_dtype=None):
+    """``float(q @ wq.T) * q_scale[*, None] * w_scale + bias`` in fp32, cast to ``out_dtype`` (default fp32)."""
+    acc = int8_matmul_exact(q, wq).to(torch.float32)
+    y = acc * q_scale.unsqueeze(-1) * w_scale
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(out_dtype or torch.float32)
+
+
+def int8_weight_linear(x, wq, w_scale, bias=None):
+    """Weight-only int8: ``x @ (wq * w_scale[:, None]).T + bias`` in ``x``'s dtype."""
+    ct = _compute_dtype(x.dtype)
+    y = F.linear(x.to(ct), wq.to(ct)) * w_scale.to(ct)
+    if bias is not None:
+        y = y + bias.to(ct)
+    return y.to(x.dtype)
+
+
+def activation(t: torch.Tensor, name: str) -> torch.Tensor:
+    if name == "none":
+        return t
+    if name == "relu":
+        return F.relu(t)
+    if name == "relu6":
+        return F.relu6(t)
+    raise RuntimeError(f"effdl.dwsep_conv2d: activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+def dwsep_conv2d(x, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding, dilation,
+                 dw_activation: str, pw_activation: str):
+    """Depthwise conv -> activation -> 1x1 conv -> activation; output keeps ``x``'s memory format."""
+    ct = _compute_dtype(x.dtype)
+
+    def cast(t):
+        return None if t is None else t.to(ct)
+
+    d = F.conv2d(x.to(ct), cast(dw_weight), cast(dw_bias), stride, padding, dilation, groups=x.shape[1])
+    d = activation(d, dw_activation)
+    y = activation(F.conv2d(d, cast(pw_weight), cast(pw_bias)), pw_activation).to(x.dtype)
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format
+    return y.contiguous(memory_format=fmt)

@@ -1,0 +1,110 @@
+"""Builds effdl._C: CPU kernels always, CUDA kernels when torch is a CUDA build
+and nvcc is found (no GPU needed).
+
+Environment:
+  EFFDL_CUDA=0|1|auto     CUDA kernels off / required / when possible (default auto)
+  TORCH_CUDA_ARCH_LIST    CUDA archs (default "8.0;9.0a": sm_80 and sm_90a)
+  MAX_JOBS                parallel compile jobs
+  DEBUG=1                 -O0 -g, no NDEBUG
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).parent.resolve()
+DEFAULT_CUDA_ARCHS = "8.0;9.0a"
+
+
+def _cuda_mode() -> str:
+    mode = os.environ.get("EFFDL_CUDA", "auto").strip().lower()
+    if mode not in ("0", "1", "auto"):
+        sys.exit(f"EFFDL_CUDA must be 0, 1 or auto, got {mode!r}")
+    return mode
+
+
+def _nvidia_wheel_includes() -> list[str]:
+    """Header folders of torch's nvidia-* wheels (cuBLAS, cuSPARSE, ... headers
+    that a bare nvcc install lacks but ATen's CUDA headers include)."""
+    try:
+        import nvidia  # namespace package installed with CUDA builds of torch
+    except ImportError:
+        return []
+    found: list[str] = []
+    for base in list(getattr(nvidia, "__path__", [])):
+        found += sorted(p for p in glob.glob(os.path.join(base, "*", "include")) if os.path.isdir(p))
+    return found
+
+
+def _want_cuda(torch, cuda_home: str | None) -> bool:
+    mode = _cuda_mode()
+    if mode == "0":
+        return False
+    has_nvcc = cuda_home is not None and (
+        os.path.exists(os.path.join(cuda_home, "bin", "nvcc")) or shutil.which("nvcc") is not None
+    )
+    ok = torch.version.cuda is not None and has_nvcc
+    if mode == "1" and not ok:
+        why = "torch is not a CUDA build" if torch.version.cuda is None else "nvcc was not found"
+        sys.exit(f"EFFDL_CUDA=1 but the CUDA kernels cannot be built: {why}")
+    return ok
+
+
+def _extension():
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, CppExtension, CUDAExtension
+
+    debug = os.environ.get("DEBUG", "0") == "1"
+    with_cuda = _want_cuda(torch, CUDA_HOME)
+    sources = sorted(
+        str(p.relative_to(ROOT))
+        for p in [ROOT / "csrc" / "ops.cpp", ROOT / "csrc" / "module.cpp", ROOT / "csrc" / "checks.cpp"]
+        + list((ROOT / "csrc" / "cpu").glob("*.cpp"))
+    )
+    torch_version = torch.__version__.split("+")[0]
+    macros = [("EFFDL_TORCH_VERSION", f'"{torch_version}"')]
+    # no -std flag: torch.utils.cpp_extension picks the standard its headers need
+    opt = ["-O0", "-g"] if debug else ["-O3"]
+    if not debug:
+        macros.append(("NDEBUG", None))
+    cxx = opt + ["-fopenmp-simd", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
+           "-Wno-maybe-uninitialized"]
+    if not with_cuda:
+        return CppExtension(
+            "effdl._C", sources, define_macros=macros, extra_compile_args={"cxx": cxx}
+        )
+    archs = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+    sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cuda").glob("*.cu"))
+    sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cuda").glob("*.cpp"))
+    macros += [("EFFDL_WITH_CUDA", None), ("EFFDL_CUDA_ARCHS", f'"{archs}"')]
+    nvcc = opt + [
+        "--Werror=all-warnings",
+        "-Xcompiler=-Wall,-Werror,-Wno-unused-parameter,-Wno-maybe-uninitialized",
+        "--expt-relaxed-constexpr",
+    ]
+    return CUDAExtension(
+        "effdl._C",
+        sources,
+        define_macros=macros,
+        include_dirs=_nvidia_wheel_includes(),
+        extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+    )
+
+
+def main() -> None:
+    from torch.utils.cpp_extension import BuildExtension
+
+    setup(
+        ext_modules=[_extension()],
+        cmdclass={"build_ext": BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)},
+    )
+
+
+if __name__ == "__main__":
+    main()
