@@ -7,6 +7,7 @@ drop-in modules in :mod:`effdl.nn`, and one-call model conversion in
 
 from effdl import _ext, formats, ops, reference  # noqa: F401  (_ext loads the kernels first)
 from effdl.backends import get_backend, set_backend
+from effdl.convert import fuse_dwsep_, quantize_, sparsify_
 from effdl.info import info
 from effdl.ops import (
     dwsep_conv2d,
@@ -24,6 +25,7 @@ __all__ = [
     "__version__",
     "dwsep_conv2d",
     "formats",
+    "fuse_dwsep_",
     "get_backend",
     "info",
     "int8_linear",
@@ -32,7 +34,9 @@ __all__ = [
     "nm_decompress",
     "nm_linear",
     "ops",
+    "quantize_",
     "quantize_rows",
     "reference",
     "set_backend",
+    "sparsify_",
 ]

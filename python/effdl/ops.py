@@ -227,7 +227,7 @@ if _ext.available():
     @torch.library.register_fake("effdl::dwsep_conv2d")
     def _dwsep_conv2d_fake(x, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding, dilation,
                            dw_activation, pw_activation):
-        B, C, Ho, Wo, Cout = _dwsep_shape(x, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding, dilation,
+        B, _, Ho, Wo, Cout = _dwsep_shape(x, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding, dilation,
                                           dw_activation, pw_activation)
         fmt = torch.channels_last if _keeps_channels_last(x) else torch.contiguous_format
         return x.new_empty((B, Cout, Ho, Wo)).contiguous(memory_format=fmt)

@@ -28,7 +28,7 @@ def nm_compress(w: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torch.Te
     if w.dim() != 2 or w.shape[1] % m:
         raise RuntimeError(f"effdl.nm_compress: w must be 2-D [rows, K] with K % m == 0, got {tuple(w.shape)}")
     keep = formats.keep_mask(w, n, m)
-    rows, K = w.shape
+    K = w.shape[1]
     cols = formats.kept_columns(formats.pack_mask(keep), K, n, m)
     return w.gather(1, cols), formats.pack_mask(keep)
 

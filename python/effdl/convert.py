@@ -1,0 +1,208 @@
+"""One-call model conversion: swap layers for effdl's modules, in place.
+
+``sparsify_`` (nn.Linear -> SparseLinear), ``quantize_`` (nn.Linear ->
+QLinear) and ``fuse_dwsep_`` (depthwise conv [+BN] + activation + 1x1 conv
+[+BN] [+activation] -> DWSeparableConv2d). Each returns the model, leaves layers
+it cannot convert untouched, and prints (``verbose=True``) one line naming what
+was converted and what was skipped and why; the full record is
+:data:`last_report`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from effdl.nn import DWSeparableConv2d, QLinear, SparseLinear
+from effdl.nn.dwsep import dwsep_incompatibility
+from effdl.nn.qlinear import MODES
+
+FilterFn = Callable[[nn.Module, str], bool]
+SUPPORTED_FLOATS = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+@dataclass
+class ConversionReport:
+    """What one conversion call did: ``converted`` and ``skipped`` as (module name, detail)."""
+
+    action: str
+    converted: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        reasons = Counter(reason for _, reason in self.skipped)
+        why = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+        line = f"effdl.{self.action}: converted {len(self.converted)}, skipped {len(self.skipped)}"
+        return line + (f" ({why})" if why else "")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+last_report: ConversionReport | None = None
+
+
+def _finish(report: ConversionReport, verbose: bool) -> None:
+    global last_report
+    last_report = report
+    if verbose:
+        print(report.summary())
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def _swap_linears(model, action, make, why_not, filter_fn, verbose) -> nn.Module:
+    report = ConversionReport(action)
+    targets = [(name, mod) for name, mod in model.named_modules() if type(mod) is nn.Linear]
+    for name, mod in targets:
+        if filter_fn is not None and not filter_fn(mod, name):
+            report.skipped.append((name, "excluded by filter_fn"))
+            continue
+        reason = why_not(mod)
+        if reason:
+            report.skipped.append((name, reason))
+            continue
+        new = make(mod)
+        new.train(mod.training)
+        _set_submodule(model, name, new)
+        report.converted.append((name, new.extra_repr()))
+    _finish(report, verbose)
+    return model
+
+
+def sparsify_(
+    model: nn.Module, n: int = 2, m: int = 4, filter_fn: FilterFn | None = None, verbose: bool = True
+) -> nn.Module:
+    """Replace every ``nn.Linear`` by :class:`SparseLinear` (magnitude N:M pruning
+    where the weight is not N:M yet). Layers with ``in_features % m != 0`` are
+    skipped. ``filter_fn(module, name)`` returning False skips a layer."""
+
+    def why_not(lin: nn.Linear) -> str | None:
+        if lin.in_features % m:
+            return f"in_features not a multiple of {m}"
+        if lin.weight.dtype not in SUPPORTED_FLOATS:
+            return f"dtype {lin.weight.dtype} unsupported"
+        return None
+
+    return _swap_linears(model, "sparsify_", lambda lin: SparseLinear.from_dense(lin, n, m), why_not, filter_fn, verbose)
+
+
+def quantize_(
+    model: nn.Module, mode: str = "dynamic", filter_fn: FilterFn | None = None, verbose: bool = True
+) -> nn.Module:
+    """Replace every ``nn.Linear`` by :class:`QLinear` (``mode`` ``"dynamic"`` W8A8
+    or ``"weight_only"``), per-channel symmetric int8 weights."""
+    if mode not in MODES:
+        raise ValueError(f"quantize_: mode must be one of {MODES}, got {mode!r}")
+
+    def why_not(lin: nn.Linear) -> str | None:
+        if lin.in_features > 131071 and mode == "dynamic":
+            return "in_features above the int32-exact bound"
+        return None
+
+    return _swap_linears(model, "quantize_", lambda lin: QLinear.from_float(lin, mode), why_not, filter_fn, verbose)
+
+
+# ---------------------------------------------------------------- fuse_dwsep_
+
+_ACTIVATIONS = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Identity: "none"}
+
+
+def _leaves(seq: nn.Sequential, prefix: str, walked: set[str]) -> list[tuple[str, nn.Module]]:
+    """The modules a plain Sequential runs, in order, descending into nested
+    Sequentials (torchvision's Conv2dNormActivation is one); the names of the
+    nested Sequentials go to ``walked``."""
+    out: list[tuple[str, nn.Module]] = []
+    for child_name, child in seq.named_children():
+        name = f"{prefix}.{child_name}" if prefix else child_name
+        if isinstance(child, nn.Sequential) and type(child).forward is nn.Sequential.forward:
+            walked.add(name)
+            out += _leaves(child, name, walked)
+        else:
+            out.append((name, child))
+    return out
+
+
+def _is_depthwise(mod: nn.Module) -> bool:
+    return type(mod) is nn.Conv2d and mod.groups == mod.in_channels == mod.out_channels and mod.groups > 1
+
+
+def _match_dwsep(leaves, i):
+    """Match dw conv [BN] [act] pw conv [BN] [act] at leaves[i]; returns
+    (names consumed, kwargs for from_float) or (None, reason)."""
+    j = i + 1
+    dw = leaves[i][1]
+    dw_bn = pw_bn = None
+    dw_act = pw_act = "none"
+    if j < len(leaves) and type(leaves[j][1]) is nn.BatchNorm2d:
+        dw_bn = leaves[j][1]
+        j += 1
+    if j < len(leaves) and type(leaves[j][1]) in _ACTIVATIONS:
+        dw_act = _ACTIVATIONS[type(leaves[j][1])]
+        j += 1
+    elif j < len(leaves) and not isinstance(leaves[j][1], nn.Conv2d):
+        return None, f"activation {type(leaves[j][1]).__name__} after the depthwise conv is unsupported"
+    if j >= len(leaves) or type(leaves[j][1]) is not nn.Conv2d:
+        return None, "no 1x1 conv follows the depthwise conv"
+    pw = leaves[j][1]
+    reason = dwsep_incompatibility(dw, pw)
+    if reason:
+        return None, reason
+    j += 1
+    if j < len(leaves) and type(leaves[j][1]) is nn.BatchNorm2d:
+        pw_bn = leaves[j][1]
+        j += 1
+    if j < len(leaves) and type(leaves[j][1]) in (nn.ReLU, nn.ReLU6):
+        pw_act = _ACTIVATIONS[type(leaves[j][1])]
+        j += 1
+    names = [name for name, _ in leaves[i:j]]
+    kwargs = {"dw_conv": dw, "pw_conv": pw, "dw_bn": dw_bn, "pw_bn": pw_bn, "dw_activation": dw_act,
+              "pw_activation": pw_act}
+    return names, kwargs
+
+
+def fuse_dwsep_(model: nn.Module, verbose: bool = True) -> nn.Module:
+    """Replace each run ``depthwise Conv2d [-> BatchNorm2d] [-> ReLU/ReLU6] -> 1x1
+    Conv2d [-> BatchNorm2d] [-> ReLU/ReLU6]`` inside ``nn.Sequential`` containers
+    (as in torchvision's MobileNetV2/V3 and hand-written models) by one
+    :class:`DWSeparableConv2d`. BatchNorms are folded, so fuse an eval-mode model
+    (a model in training mode is skipped: folding would freeze its BatchNorm
+    statistics). Layers in the run after the first become ``nn.Identity``."""
+    report = ConversionReport("fuse_dwsep_")
+    if model.training and any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        report.skipped.append(("<model>", "model is in training mode: call model.eval() before folding BatchNorm"))
+        _finish(report, verbose)
+        return model
+    done: set[str] = set()
+    for seq_name, seq in list(model.named_modules()):
+        if not isinstance(seq, nn.Sequential) or seq_name in done:
+            continue
+        leaves = _leaves(seq, seq_name, done)
+        i = 0
+        while i < len(leaves):
+            name, mod = leaves[i]
+            if not _is_depthwise(mod):
+                i += 1
+                continue
+            names, got = _match_dwsep(leaves, i)
+            if names is None:
+                report.skipped.append((name, got))
+                i += 1
+                continue
+            fused = DWSeparableConv2d.from_float(**got)
+            fused.train(mod.training)
+            _set_submodule(model, names[0], fused)
+            for other in names[1:]:
+                _set_submodule(model, other, nn.Identity())
+            report.converted.append((names[0], fused.extra_repr()))
+            i += len(names)
+    _finish(report, verbose)
+    return model

@@ -1,0 +1,106 @@
+"""``SparseLinear``: an ``nn.Linear`` whose weight is stored and multiplied N:M sparse."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from effdl import backends, formats, ops
+from effdl.nn._format import FORMAT_VERSION, check_loaded_version, register_format_version
+
+
+class SparseLinear(nn.Module):
+    """``y = x @ W.T + bias`` with ``W [out_features, in_features]`` N:M sparse.
+
+    Holds the canonical N:M storage of :mod:`effdl.formats`: the trainable
+    parameter ``values [out_features, in_features*n/m]``, the uint8 buffer
+    ``meta [out_features, ceil(in_features/8)]`` (the fixed sparsity pattern),
+    ``bias [out_features]`` and the ``nm_pattern`` / ``format_version`` buffers.
+    Training updates only kept weights, so fine-tuning keeps the pattern.
+    ``in_features`` must be a multiple of ``m``.
+
+    Input ``[*, in_features]`` in the parameters' dtype; output ``[*, out_features]``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        n: int = 2,
+        m: int = 4,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        formats.check_pattern(n, m)
+        if in_features % m:
+            raise ValueError(
+                f"SparseLinear: in_features={in_features} must be a multiple of m={m} for {n}:{m} sparsity"
+            )
+        self.in_features, self.out_features, self.n, self.m = in_features, out_features, n, m
+        # nn.Linear's initialisation, then the magnitude N:M mask
+        dense = torch.empty(out_features, in_features, device=device, dtype=dtype or torch.get_default_dtype())
+        nn.init.kaiming_uniform_(dense, a=math.sqrt(5))
+        values, meta = ops.nm_compress(dense * formats.nm_mask(dense, n, m), n, m)
+        self.values = nn.Parameter(values)
+        self.register_buffer("meta", meta)
+        if bias:
+            bound = 1 / math.sqrt(in_features) if in_features > 0 else 0
+            self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dense.dtype).uniform_(-bound, bound))
+        else:
+            self.register_parameter("bias", None)
+        self.register_buffer("nm_pattern", torch.tensor([n, m], dtype=torch.int32))
+        register_format_version(self)
+
+    @classmethod
+    def from_dense(cls, linear: nn.Linear, n: int = 2, m: int = 4) -> SparseLinear:
+        """Convert an ``nn.Linear``. A weight that is not N:M sparse yet is pruned by
+        magnitude within each group of ``m`` (:func:`effdl.formats.nm_mask`)."""
+        w = linear.weight.detach()
+        # build on the meta device (no allocation), then install the real tensors
+        mod = cls(linear.in_features, linear.out_features, linear.bias is not None, n, m, device="meta", dtype=w.dtype)
+        if bool(((w != 0).view(w.shape[0], -1, m).sum(-1) > n).any()):
+            w = w * formats.nm_mask(w, n, m)
+        values, meta = ops.nm_compress(w, n, m)
+        mod.values = nn.Parameter(values, requires_grad=linear.weight.requires_grad)
+        mod.meta = meta
+        if linear.bias is not None:
+            mod.bias = nn.Parameter(linear.bias.detach().clone(), requires_grad=linear.bias.requires_grad)
+        mod.nm_pattern = torch.empty_like(mod.nm_pattern, device=w.device).copy_(torch.tensor([n, m]))
+        mod.format_version = torch.empty_like(mod.format_version, device=w.device).fill_(int(FORMAT_VERSION))
+        return mod
+
+    def dense_weight(self) -> torch.Tensor:
+        """The dense ``[out_features, in_features]`` weight (zeros where pruned)."""
+        return ops.nm_decompress(self.values.detach(), self.meta, self.n, self.m)
+
+    def to_dense(self) -> nn.Linear:
+        """An equivalent ``nn.Linear``."""
+        w = self.dense_weight()
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(w)
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.nm_linear(x, self.values, self.meta, self.n, self.m, self.bias)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        check_loaded_version(type(self).__name__, state_dict, prefix)
+        key = prefix + "nm_pattern"
+        if key in state_dict and [int(v) for v in state_dict[key]] != [self.n, self.m]:
+            saved = [int(v) for v in state_dict[key]]
+            raise RuntimeError(f"SparseLinear: state holds a {saved[0]}:{saved[1]} weight, this module is {self.n}:{self.m}")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        kernel = backends.get_backend()
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+            f"sparsity={self.n}:{self.m}, dtype={self.values.dtype}, backend={kernel}"
+        )
