@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -40,6 +41,34 @@ def _nvidia_wheel_includes() -> list[str]:
     for base in list(getattr(nvidia, "__path__", [])):
         found += sorted(p for p in glob.glob(os.path.join(base, "*", "include")) if os.path.isdir(p))
     return found
+
+
+def _resolve_cuda_home() -> None:
+    """torch takes CUDA_HOME to be the folder above the first `nvcc` on PATH; when
+    that nvcc is a wrapper script (e.g. /usr/local/bin/nvcc exec'ing
+    /usr/local/cuda-13.0/bin/nvcc) the guess holds no libcudart and the link fails.
+    Then ask nvcc where it really lives. Must run before torch.utils.cpp_extension
+    is imported; an explicit CUDA_HOME / CUDA_PATH always wins."""
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or _cuda_mode() == "0":
+        return
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return
+    guess = Path(nvcc).resolve().parent.parent
+    if any((guess / lib / "libcudart.so").exists() for lib in ("lib64", "lib")):
+        return
+    try:
+        out = subprocess.run(
+            [nvcc, "-dryrun", "-E", "-x", "cu", os.devnull], capture_output=True, text=True, timeout=60
+        ).stderr
+    except (OSError, subprocess.SubprocessError):
+        return
+    for line in out.splitlines():
+        if line.startswith("#$ _HERE_="):  # the folder of the real nvcc binary
+            home = Path(line.split("=", 1)[1].strip()).resolve().parent
+            if (home / "bin" / "nvcc").exists():
+                os.environ["CUDA_HOME"] = str(home)
+            return
 
 
 def _want_cuda(torch, cuda_home: str | None) -> bool:
@@ -98,6 +127,7 @@ def _extension():
 
 
 def main() -> None:
+    _resolve_cuda_home()
     from torch.utils.cpp_extension import BuildExtension
 
     setup(

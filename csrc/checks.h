@@ -47,6 +47,9 @@ core::DwsepShape check_dwsep_conv2d(const at::Tensor& x, const at::Tensor& dw_we
 // contiguous and not also NCHW contiguous (as for [B, C, 1, 1]).
 bool keeps_channels_last(const at::Tensor& x);
 
+// x[*, K] viewed as a matrix [prod(*), K]; unlike reshape({-1, K}) it also works for K == 0.
+at::Tensor as_rows(const at::Tensor& x);
+
 // Output of a `[*, K] -> [*, N]` op: x's leading shape with N appended.
 std::vector<int64_t> linear_out_shape(const at::Tensor& x, int64_t N);
 

@@ -250,14 +250,30 @@ class _Holder(nn.Module):
         return self.qw(self.q(self.sparse(x)))
 
 
-def test_torch_compile_fullgraph_with_every_module():
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_torch_compile_fullgraph_with_every_module(backend):
     torch.manual_seed(0)
+    torch._dynamo.reset()
     model = _Holder().eval()
     x = torch.randn(2, 8, 10, 10)
     with torch.no_grad():
         eager = model(x)
-        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")(x)
+        compiled = torch.compile(model, fullgraph=True, backend=backend)(x)
     assert torch.allclose(eager, compiled, atol=1e-5, rtol=1e-5)
+
+
+def test_torch_compile_trains_through_sparse_and_dwsep():
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = nn.Sequential(DWSeparableConv2d(4, 8), nn.Flatten(), SparseLinear(8 * 6 * 6, 4))
+    x = torch.randn(2, 4, 6, 6)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    compiled(x).square().sum().backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    model(x).square().sum().backward()
+    for name, p in model.named_parameters():
+        assert torch.allclose(grads[name], p.grad, atol=1e-5, rtol=1e-4), name
 
 
 def test_backend_reference_gives_the_same_module_outputs():

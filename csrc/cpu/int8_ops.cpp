@@ -35,7 +35,7 @@ void dispatch_out(at::ScalarType t, const char* op, F&& f) {
 std::tuple<at::Tensor, at::Tensor> quantize_rows_cpu(const at::Tensor& x) {
   check_quantize_rows(x);
   const int64_t K = x.size(-1);
-  const at::Tensor x2 = x.reshape({-1, K}).contiguous();
+  const at::Tensor x2 = as_rows(x).contiguous();
   const int64_t R = x2.size(0);
   at::Tensor q = at::empty(x.sizes(), x.options().dtype(at::kChar));
   at::Tensor scale = at::empty(x.sizes().slice(0, x.dim() - 1), x.options().dtype(at::kFloat));
@@ -63,7 +63,7 @@ at::Tensor int8_linear_cpu(const at::Tensor& q, const at::Tensor& q_scale, const
                            c10::optional<at::ScalarType> out_dtype) {
   const at::ScalarType out_t = check_int8_linear(q, q_scale, wq_in, w_scale_in, bias, out_dtype);
   const int64_t K = q.size(-1), N = wq_in.size(0);
-  const at::Tensor q2 = q.reshape({-1, K}).contiguous();
+  const at::Tensor q2 = as_rows(q).contiguous();
   const at::Tensor qs = q_scale.reshape({-1}).contiguous();
   const at::Tensor wq = wq_in.contiguous(), ws = w_scale_in.contiguous();
   const at::Tensor b32 = bias.has_value() ? bias->to(at::kFloat).contiguous() : at::Tensor();
@@ -87,7 +87,7 @@ at::Tensor int8_weight_linear_cpu(const at::Tensor& x, const at::Tensor& wq_in,
                                   const c10::optional<at::Tensor>& bias) {
   check_int8_weight_linear(x, wq_in, w_scale_in, bias);
   const int64_t K = x.size(-1), N = wq_in.size(0);
-  const at::Tensor x2 = x.reshape({-1, K}).to(at::kFloat).contiguous();
+  const at::Tensor x2 = as_rows(x).to(at::kFloat).contiguous();
   const at::Tensor wq = wq_in.contiguous(), ws = w_scale_in.contiguous();
   const at::Tensor b32 = bias.has_value() ? bias->to(at::kFloat).contiguous() : at::Tensor();
   const int64_t M = x2.size(0);

@@ -104,7 +104,7 @@ at::Tensor nm_linear_cpu(const at::Tensor& x, const at::Tensor& values_in,
   const int64_t K = check_nm_linear(x, values_in, meta_in, n, m, bias_in);
   const at::Tensor values = values_in.contiguous(), meta = meta_in.contiguous();
   const int64_t N = values.size(0), kept = values.size(1);
-  const at::Tensor x2 = x.reshape({-1, K}).contiguous();
+  const at::Tensor x2 = as_rows(x).contiguous();
   const int64_t M = x2.size(0);
   at::Tensor y = at::empty(linear_out_shape(x, N), x.options());
   if (M == 0 || N == 0) return y;

@@ -1,0 +1,111 @@
+// CUDA glue for the int8 ops: the shared checks, the CPU glue's layout, then
+// int8_kernels.cuh.
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "../checks.h"
+#include "../dispatch.h"
+#include "glue.h"
+#include "int8_kernels.cuh"
+
+namespace effdl {
+namespace {
+
+// The activation / output dtypes of the int8 ops (as the CPU glue's switch).
+template <typename F>
+void dispatch_out(at::ScalarType t, const char* op, F&& f) {
+  switch (t) {
+    case at::kFloat:
+      return f(type_tag<float>{});
+    case at::kBFloat16:
+      return f(type_tag<core::bf16>{});
+    case at::kHalf:
+      return f(type_tag<core::fp16>{});
+    default:
+      TORCH_CHECK(false, "effdl.", op, ": unsupported output dtype ", t);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> quantize_rows_cuda(const at::Tensor& x) {
+  check_quantize_rows(x);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int64_t K = x.size(-1);
+  const at::Tensor x2 = as_rows(x).contiguous();
+  const int64_t R = x2.size(0);
+  at::Tensor q = at::empty(x.sizes(), x.options().dtype(at::kChar));
+  at::Tensor scale = at::empty(x.sizes().slice(0, x.dim() - 1), x.options().dtype(at::kFloat));
+  if (R == 0) return {q, scale};
+  const at::Tensor first_bad = gpu::failure_flag(x);
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  dispatch_out(x.scalar_type(), "quantize_rows", [&](auto tag) {
+    using T = gpu::device_t<typename decltype(tag)::type>;
+    constexpr int kBlock = gpu::kThreads;
+    gpu::quantize_rows_kernel<T, kBlock><<<gpu::grid_for(R, 1), kBlock, 0, stream>>>(
+        data_as<T>(x2), R, K, q.data_ptr<int8_t>(), scale.data_ptr<float>(),
+        first_bad.data_ptr<int64_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  const int64_t bad_row = gpu::first_failure(first_bad);
+  TORCH_CHECK(bad_row == gpu::kNoFailure, "effdl.quantize_rows: x holds NaN or Inf (row ", bad_row,
+              " of x viewed as [-1, K]); int8 cannot represent it");
+  return {q, scale};
+}
+
+at::Tensor int8_linear_cuda(const at::Tensor& q, const at::Tensor& q_scale, const at::Tensor& wq_in,
+                            const at::Tensor& w_scale_in, const c10::optional<at::Tensor>& bias,
+                            c10::optional<at::ScalarType> out_dtype) {
+  const at::ScalarType out_t = check_int8_linear(q, q_scale, wq_in, w_scale_in, bias, out_dtype);
+  const c10::cuda::CUDAGuard guard(q.device());
+  const int64_t K = q.size(-1), N = wq_in.size(0);
+  const at::Tensor q2 = as_rows(q).contiguous();
+  const at::Tensor qs = q_scale.reshape({-1}).contiguous();
+  const at::Tensor wq = wq_in.contiguous(), ws = w_scale_in.contiguous();
+  const at::Tensor b32 = bias.has_value() ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  const int64_t M = q2.size(0);
+  at::Tensor y = at::empty(linear_out_shape(q, N), q.options().dtype(out_t));
+  if (M == 0 || N == 0) return y;
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  dispatch_out(out_t, "int8_linear", [&](auto tag) {
+    using Out = gpu::device_t<typename decltype(tag)::type>;
+    gpu::int8_linear_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
+        q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
+        b32.defined() ? b32.data_ptr<float>() : nullptr, M, N, K, data_as<Out>(y));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return y;
+}
+
+at::Tensor int8_weight_linear_cuda(const at::Tensor& x, const at::Tensor& wq_in,
+                                   const at::Tensor& w_scale_in,
+                                   const c10::optional<at::Tensor>& bias) {
+  check_int8_weight_linear(x, wq_in, w_scale_in, bias);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int64_t K = x.size(-1), N = wq_in.size(0);
+  const at::Tensor x2 = as_rows(x).to(at::kFloat).contiguous();
+  const at::Tensor wq = wq_in.contiguous(), ws = w_scale_in.contiguous();
+  const at::Tensor b32 = bias.has_value() ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  const int64_t M = x2.size(0);
+  at::Tensor y = at::empty(linear_out_shape(x, N), x.options());
+  if (M == 0 || N == 0) return y;
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  dispatch_out(x.scalar_type(), "int8_weight_linear", [&](auto tag) {
+    using Out = gpu::device_t<typename decltype(tag)::type>;
+    gpu::int8_weight_linear_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
+        x2.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
+        b32.defined() ? b32.data_ptr<float>() : nullptr, M, N, K, data_as<Out>(y));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(effdl, CUDA, m) {
+  m.impl("quantize_rows", &quantize_rows_cuda);
+  m.impl("int8_linear", &int8_linear_cuda);
+  m.impl("int8_weight_linear", &int8_weight_linear_cuda);
+}
+
+}  // namespace effdl
