@@ -18,10 +18,11 @@ enum class Activation : int { kNone = 0, kRelu = 1, kRelu6 = 2 };
 template <typename A>
 inline A activate(A v, Activation act) {
   switch (act) {
+    // written so that NaN falls through unchanged, as in PyTorch
     case Activation::kRelu:
-      return v > A(0) ? v : A(0);
+      return v < A(0) ? A(0) : v;
     case Activation::kRelu6:
-      return std::min(A(6), std::max(A(0), v));
+      return v < A(0) ? A(0) : (v > A(6) ? A(6) : v);
     default:
       return v;
   }

@@ -14,14 +14,11 @@
 
 namespace effdl::gpu {
 
-// As core::activate, with the same comparisons (NaN -> 0 for relu and relu6).
+// As core::activate, with the same comparisons: NaN falls through unchanged.
 template <typename A>
 __device__ __forceinline__ A apply_activation(A v, core::Activation act) {
-  if (act == core::Activation::kRelu) return v > A(0) ? v : A(0);
-  if (act == core::Activation::kRelu6) {
-    const A lo = A(0) < v ? v : A(0);  // std::max(A(0), v)
-    return lo < A(6) ? lo : A(6);      // std::min(A(6), lo)
-  }
+  if (act == core::Activation::kRelu) return v < A(0) ? A(0) : v;
+  if (act == core::Activation::kRelu6) return v < A(0) ? A(0) : (v > A(6) ? A(6) : v);
   return v;
 }
 

@@ -39,7 +39,7 @@ def pack_mask(mask: torch.Tensor) -> torch.Tensor:
     """Pack a bool mask ``[rows, K]`` into uint8 ``[rows, ceil(K/8)]`` (bit c at byte c//8, bit c%8)."""
     rows, K = mask.shape
     pad = meta_bytes(K) * 8 - K
-    bits = torch.nn.functional.pad(mask.to(torch.uint8), (0, pad)).view(rows, -1, 8)
+    bits = torch.nn.functional.pad(mask.to(torch.uint8), (0, pad)).reshape(rows, meta_bytes(K), 8)
     weights = (2 ** torch.arange(8, device=mask.device, dtype=torch.int32)).to(torch.uint8)
     return (bits * weights).sum(-1, dtype=torch.int32).to(torch.uint8)
 
@@ -48,7 +48,7 @@ def unpack_mask(meta: torch.Tensor, K: int) -> torch.Tensor:
     """Inverse of :func:`pack_mask`: uint8 ``[rows, ceil(K/8)]`` -> bool ``[rows, K]``."""
     shifts = torch.arange(8, device=meta.device, dtype=torch.int32)
     bits = (meta.to(torch.int32).unsqueeze(-1) >> shifts) & 1
-    return bits.view(meta.shape[0], -1)[:, :K].bool()
+    return bits.reshape(meta.shape[0], meta.shape[1] * 8)[:, :K].bool()
 
 
 def nm_mask(w: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
@@ -64,11 +64,11 @@ def nm_mask(w: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
     if w.dim() != 2 or w.shape[1] % m:
         raise ValueError(f"nm_mask: w must be 2-D with K % m == 0 (m={m}), got shape {tuple(w.shape)}")
     rows, K = w.shape
-    groups = w.detach().abs().float().reshape(rows, K // m, m)
+    groups = w.detach().abs().float().reshape(rows, K // m, m)  # reshape: w may be strided
     # stable descending sort keeps the lower column first among equal magnitudes
     order = torch.sort(groups, dim=-1, descending=True, stable=True).indices[..., :n]
     mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, order, True)
-    return mask.view(rows, K)
+    return mask.reshape(rows, K)
 
 
 def keep_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -76,7 +76,7 @@ def keep_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
     groups with fewer than ``n`` of them, the lowest-index zeros. Raises
     ``RuntimeError`` naming the first row and group with more than ``n`` nonzeros."""
     rows, K = w.shape
-    nz = (w != 0).view(rows, K // m, m)
+    nz = (w != 0).reshape(rows, K // m, m)
     count = nz.sum(-1)
     bad = count > n
     if bool(bad.any()):
@@ -89,7 +89,7 @@ def keep_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
         )
     zero_rank = torch.cumsum((~nz).to(torch.int32), -1)
     keep = nz | (~nz & (zero_rank <= (n - count).unsqueeze(-1)))
-    return keep.view(rows, K)
+    return keep.reshape(rows, K)
 
 
 def kept_columns(meta: torch.Tensor, K: int, n: int, m: int) -> torch.Tensor:
@@ -98,11 +98,11 @@ def kept_columns(meta: torch.Tensor, K: int, n: int, m: int) -> torch.Tensor:
     Assumes a valid mask (exactly ``n`` bits per group); see :func:`validate`.
     """
     rows = meta.shape[0]
-    mask = unpack_mask(meta, K).view(rows, K // m, m)
+    mask = unpack_mask(meta, K).reshape(rows, K // m, m)
     # a stable sort of (not kept) puts the kept positions first, in ascending order
     pos = torch.sort((~mask).to(torch.uint8), dim=-1, stable=True).indices[..., :n]
-    base = torch.arange(0, K, m, device=meta.device).view(1, -1, 1)
-    return (pos + base).reshape(rows, -1)
+    base = torch.arange(0, K, m, device=meta.device).reshape(1, K // m, 1)
+    return (pos + base).reshape(rows, K // m * n)
 
 
 def validate(values: torch.Tensor, meta: torch.Tensor, n: int, m: int) -> int:
@@ -116,7 +116,7 @@ def validate(values: torch.Tensor, meta: torch.Tensor, n: int, m: int) -> int:
             f"meta must be uint8 of shape {(values.shape[0], meta_bytes(K))}, got {meta.dtype} {tuple(meta.shape)}"
         )
     mask = unpack_mask(meta, K)
-    counts = mask.view(values.shape[0], K // m, m).sum(-1)
+    counts = mask.reshape(values.shape[0], K // m, m).sum(-1)
     if bool((counts != n).any()):
         first = int(torch.nonzero((counts != n).flatten())[0])
         r, g = divmod(first, K // m)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from effdl import formats
+from effdl import _checks, formats
 
 QUANT_SCALE_EPS = torch.finfo(torch.float32).tiny  # smallest normal fp32
-INT8_MAX_K = 131071  # K * 128 * 128 <= 2**31 - 1 keeps the int32 accumulator exact
-ACTIVATIONS = ("none", "relu", "relu6")
+INT8_MAX_K = _checks.INT8_MAX_K
+ACTIVATIONS = _checks.ACTIVATIONS
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -24,25 +24,32 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def nm_compress(w: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``w[rows, K]`` (already N:M sparse) -> ``(values[rows, K*n/m], meta[rows, ceil(K/8)] uint8)``."""
-    formats.check_pattern(n, m)
-    if w.dim() != 2 or w.shape[1] % m:
-        raise RuntimeError(f"effdl.nm_compress: w must be 2-D [rows, K] with K % m == 0, got {tuple(w.shape)}")
+    _checks.nm_compress(w, n, m)
     keep = formats.keep_mask(w, n, m)
     K = w.shape[1]
     cols = formats.kept_columns(formats.pack_mask(keep), K, n, m)
     return w.gather(1, cols), formats.pack_mask(keep)
 
 
-def nm_decompress(values: torch.Tensor, meta: torch.Tensor, n: int, m: int) -> torch.Tensor:
+def _valid_mask_k(values, meta, n: int, m: int, op: str) -> int:
+    try:
+        return formats.validate(values, meta, n, m)
+    except ValueError as exc:
+        raise RuntimeError(f"effdl.{op}: meta is not a valid {n}:{m} mask ({exc})") from None
+
+
+def nm_decompress(values: torch.Tensor, meta: torch.Tensor, n: int, m: int, _op: str = "nm_decompress") -> torch.Tensor:
     """Exact inverse of :func:`nm_compress`: dense ``[rows, K]``."""
-    K = formats.validate(values, meta, n, m)
+    _checks.nm_storage(values, meta, n, m, _op)
+    K = _valid_mask_k(values, meta, n, m, _op)
     cols = formats.kept_columns(meta, K, n, m)
     return torch.zeros(values.shape[0], K, dtype=values.dtype, device=values.device).scatter(1, cols, values)
 
 
 def nm_linear(x, values, meta, n: int, m: int, bias=None):
     """``x[*, K] @ W.T + bias`` with ``W = nm_decompress(values, meta)``; differentiable."""
-    w = nm_decompress(values, meta, n, m)
+    _checks.nm_linear(x, values, meta, n, m, bias)
+    w = nm_decompress(values, meta, n, m, _op="nm_linear")
     ct = _compute_dtype(x.dtype)
     y = F.linear(x.to(ct), w.to(ct), None if bias is None else bias.to(ct))
     return y.to(x.dtype)
@@ -50,6 +57,7 @@ def nm_linear(x, values, meta, n: int, m: int, bias=None):
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Dynamic symmetric int8 per row of ``x[*, K]``: ``(q int8 [*, K], scale fp32 [*])``."""
+    _checks.quantize_rows(x)
     xf = x.float()
     if not bool(torch.isfinite(xf).all()):
         raise RuntimeError("effdl.quantize_rows: x holds NaN or Inf; int8 cannot represent it")
@@ -70,15 +78,17 @@ def int8_matmul_exact(q: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
 
 def int8_linear(q, q_scale, wq, w_scale, bias=None, out_dtype=None):
     """``float(q @ wq.T) * q_scale[*, None] * w_scale + bias`` in fp32, cast to ``out_dtype`` (default fp32)."""
+    out_dtype = _checks.int8_linear(q, q_scale, wq, w_scale, bias, out_dtype)
     acc = int8_matmul_exact(q, wq).to(torch.float32)
     y = acc * q_scale.unsqueeze(-1) * w_scale
     if bias is not None:
         y = y + bias.float()
-    return y.to(out_dtype or torch.float32)
+    return y.to(out_dtype)
 
 
 def int8_weight_linear(x, wq, w_scale, bias=None):
     """Weight-only int8: ``x @ (wq * w_scale[:, None]).T + bias`` in ``x``'s dtype."""
+    _checks.int8_weight_linear(x, wq, w_scale, bias)
     ct = _compute_dtype(x.dtype)
     y = F.linear(x.to(ct), wq.to(ct)) * w_scale.to(ct)
     if bias is not None:
@@ -99,6 +109,8 @@ def activation(t: torch.Tensor, name: str) -> torch.Tensor:
 def dwsep_conv2d(x, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding, dilation,
                  dw_activation: str, pw_activation: str):
     """Depthwise conv -> activation -> 1x1 conv -> activation; output keeps ``x``'s memory format."""
+    _checks.dwsep_conv2d(x, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding, dilation,
+                         dw_activation, pw_activation)
     ct = _compute_dtype(x.dtype)
 
     def cast(t):
@@ -107,5 +119,5 @@ def dwsep_conv2d(x, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding, dil
     d = F.conv2d(x.to(ct), cast(dw_weight), cast(dw_bias), stride, padding, dilation, groups=x.shape[1])
     d = activation(d, dw_activation)
     y = activation(F.conv2d(d, cast(pw_weight), cast(pw_bias)), pw_activation).to(x.dtype)
-    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format
+    fmt = torch.channels_last if _checks.keeps_channels_last(x) else torch.contiguous_format
     return y.contiguous(memory_format=fmt)

@@ -62,7 +62,7 @@ class SparseLinear(nn.Module):
         w = linear.weight.detach()
         # build on the meta device (no allocation), then install the real tensors
         mod = cls(linear.in_features, linear.out_features, linear.bias is not None, n, m, device="meta", dtype=w.dtype)
-        if bool(((w != 0).view(w.shape[0], -1, m).sum(-1) > n).any()):
+        if bool(((w != 0).reshape(w.shape[0], w.shape[1] // m, m).sum(-1) > n).any()):
             w = w * formats.nm_mask(w, n, m)
         values, meta = ops.nm_compress(w, n, m)
         mod.values = nn.Parameter(values, requires_grad=linear.weight.requires_grad)

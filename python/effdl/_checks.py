@@ -1,0 +1,165 @@
+"""The native input checks (csrc/checks.cpp), mirrored once in Python.
+
+Used by the fake kernels (so ``torch.compile`` / ``torch.export`` raise the same
+errors and compute the same output shapes) and by the reference backend (so
+every backend rejects the same inputs). ``torch._check`` raises
+``RuntimeError`` with the message, like ``TORCH_CHECK``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+FLOATS = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+ACT_FLOATS = (torch.float32, torch.bfloat16, torch.float16)
+ACTIVATIONS = ("none", "relu", "relu6")
+INT8_MAX_K = 131071  # K * 128 * 128 <= 2**31 - 1 keeps the int32 accumulator exact
+
+
+def meta_bytes(K: int) -> int:
+    return (K + 7) // 8
+
+
+def _same_device(ref: torch.Tensor, ref_name: str, t: torch.Tensor, name: str, op: str) -> None:
+    torch._check(t.device == ref.device, lambda: f"effdl.{op}: {name} must be on {ref_name}'s device {ref.device}, got {t.device}")
+
+
+def _vector(t: torch.Tensor | None, name: str, size: int, ref: torch.Tensor, op: str) -> None:
+    if t is None:
+        return
+    torch._check(t.dim() == 1 and t.shape[0] == size, lambda: f"effdl.{op}: {name} must have shape [{size}], got {list(t.shape)}")
+    _same_device(ref, "the input", t, name, op)
+
+
+def nm_pattern(n: int, m: int, op: str) -> None:
+    torch._check(2 <= m <= 16 and 1 <= n < m, lambda: f"effdl.{op}: the N:M pattern needs 1 <= n < m <= 16, got n={n}, m={m}")
+
+
+def nm_compress(w: torch.Tensor, n: int, m: int) -> None:
+    nm_pattern(n, m, "nm_compress")
+    torch._check(w.dim() == 2, lambda: f"effdl.nm_compress: w must be 2-D [rows, K], got shape {list(w.shape)}")
+    torch._check(w.dtype in FLOATS, lambda: f"effdl.nm_compress: w must be float32, float64, bfloat16 or float16, got {w.dtype}")
+    torch._check(w.shape[1] % m == 0, lambda: f"effdl.nm_compress: w's last dim K={w.shape[1]} must be a multiple of m={m}")
+
+
+def nm_storage(values: torch.Tensor, meta: torch.Tensor, n: int, m: int, op: str) -> int:
+    """Returns K."""
+    nm_pattern(n, m, op)
+    torch._check(values.dim() == 2, lambda: f"effdl.{op}: values must be 2-D [rows, K*n/m], got shape {list(values.shape)}")
+    torch._check(values.dtype in FLOATS, lambda: f"effdl.{op}: values must be float32, float64, bfloat16 or float16, got {values.dtype}")
+    torch._check(meta.dim() == 2 and meta.dtype == torch.uint8,
+                 lambda: f"effdl.{op}: meta must be a 2-D uint8 tensor, got {meta.dtype} of shape {list(meta.shape)}")
+    _same_device(values, "values", meta, "meta", op)
+    torch._check(values.shape[1] % n == 0, lambda: f"effdl.{op}: values' last dim {values.shape[1]} must be a multiple of n={n}")
+    K = values.shape[1] // n * m
+    torch._check(meta.shape[0] == values.shape[0] and meta.shape[1] == meta_bytes(K),
+                 lambda: f"effdl.{op}: meta must have shape [{values.shape[0]}, {meta_bytes(K)}] for values of shape "
+                         f"{list(values.shape)} (K={K}), got {list(meta.shape)}")
+    return K
+
+
+def nm_linear(x, values, meta, n, m, bias) -> int:
+    """Returns K."""
+    K = nm_storage(values, meta, n, m, "nm_linear")
+    torch._check(x.dim() >= 1 and x.shape[-1] == K,
+                 lambda: f"effdl.nm_linear: x must have shape [*, {K}] to match the weight (K={K}), got {list(x.shape)}")
+    torch._check(x.dtype == values.dtype, lambda: f"effdl.nm_linear: x dtype {x.dtype} must match values dtype {values.dtype}")
+    _same_device(values, "values", x, "x", "nm_linear")
+    _vector(bias, "bias", values.shape[0], values, "nm_linear")
+    if bias is not None:
+        torch._check(bias.dtype == values.dtype, lambda: f"effdl.nm_linear: bias dtype {bias.dtype} must match values dtype {values.dtype}")
+    return K
+
+
+def quantize_rows(x: torch.Tensor) -> None:
+    torch._check(x.dim() >= 1, lambda: "effdl.quantize_rows: x must have at least 1 dim [*, K], got a scalar")
+    torch._check(x.dtype in ACT_FLOATS, lambda: f"effdl.quantize_rows: x must be float32, bfloat16 or float16, got {x.dtype}")
+
+
+def int8_linear(q, q_scale, wq, w_scale, bias, out_dtype) -> torch.dtype:
+    """Returns the output dtype."""
+    torch._check(q.dim() >= 1 and q.dtype == torch.int8,
+                 lambda: f"effdl.int8_linear: q must be an int8 tensor [*, K], got {q.dtype} of shape {list(q.shape)}")
+    torch._check(wq.dim() == 2 and wq.dtype == torch.int8,
+                 lambda: f"effdl.int8_linear: wq must be a 2-D int8 tensor [N, K], got {wq.dtype} of shape {list(wq.shape)}")
+    K, N = q.shape[-1], wq.shape[0]
+    torch._check(wq.shape[1] == K, lambda: f"effdl.int8_linear: wq must have K={K} columns to match q, got shape {list(wq.shape)}")
+    torch._check(K <= INT8_MAX_K,
+                 lambda: f"effdl.int8_linear: K={K} exceeds {INT8_MAX_K}, beyond which the int32 accumulator could overflow")
+    torch._check(q_scale.dtype == torch.float32 and q_scale.shape == q.shape[:-1],
+                 lambda: f"effdl.int8_linear: q_scale must be float32 with shape {list(q.shape[:-1])} (q's leading dims), "
+                         f"got {q_scale.dtype} of shape {list(q_scale.shape)}")
+    torch._check(w_scale.dtype == torch.float32 and w_scale.dim() == 1 and w_scale.shape[0] == N,
+                 lambda: f"effdl.int8_linear: w_scale must be float32 with shape [{N}], got {w_scale.dtype} of shape {list(w_scale.shape)}")
+    for name, t in (("q_scale", q_scale), ("wq", wq), ("w_scale", w_scale)):
+        _same_device(q, "q", t, name, "int8_linear")
+    _vector(bias, "bias", N, q, "int8_linear")
+    if bias is not None:
+        torch._check(bias.dtype in ACT_FLOATS, lambda: f"effdl.int8_linear: bias must be float32, bfloat16 or float16, got {bias.dtype}")
+    out = out_dtype or torch.float32
+    torch._check(out in ACT_FLOATS, lambda: f"effdl.int8_linear: out_dtype must be float32, bfloat16 or float16, got {out}")
+    return out
+
+
+def int8_weight_linear(x, wq, w_scale, bias) -> None:
+    torch._check(x.dim() >= 1 and x.dtype in ACT_FLOATS,
+                 lambda: f"effdl.int8_weight_linear: x must be a float32, bfloat16 or float16 tensor [*, K], got {x.dtype} of shape {list(x.shape)}")
+    torch._check(wq.dim() == 2 and wq.dtype == torch.int8,
+                 lambda: f"effdl.int8_weight_linear: wq must be a 2-D int8 tensor [N, K], got {wq.dtype} of shape {list(wq.shape)}")
+    K, N = x.shape[-1], wq.shape[0]
+    torch._check(wq.shape[1] == K, lambda: f"effdl.int8_weight_linear: wq must have K={K} columns to match x, got shape {list(wq.shape)}")
+    torch._check(w_scale.dtype == torch.float32 and w_scale.dim() == 1 and w_scale.shape[0] == N,
+                 lambda: f"effdl.int8_weight_linear: w_scale must be float32 with shape [{N}], got {w_scale.dtype} of shape {list(w_scale.shape)}")
+    _same_device(x, "x", wq, "wq", "int8_weight_linear")
+    _same_device(x, "x", w_scale, "w_scale", "int8_weight_linear")
+    _vector(bias, "bias", N, x, "int8_weight_linear")
+    if bias is not None:
+        torch._check(bias.dtype == x.dtype, lambda: f"effdl.int8_weight_linear: bias dtype {bias.dtype} must match x dtype {x.dtype}")
+
+
+def activation_name(name: str, arg: str) -> None:
+    torch._check(name in ACTIVATIONS, lambda: f"effdl.dwsep_conv2d: {arg} must be one of 'none', 'relu', 'relu6', got '{name}'")
+
+
+def dwsep_conv2d(x, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding, dilation, dw_activation, pw_activation):
+    """Returns (B, Cout, Ho, Wo)."""
+    op = "dwsep_conv2d"
+    torch._check(x.dim() == 4, lambda: f"effdl.dwsep_conv2d: x must be 4-D [B, C, H, W], got shape {list(x.shape)}")
+    torch._check(x.dtype in FLOATS, lambda: f"effdl.dwsep_conv2d: x must be float32, float64, bfloat16 or float16, got {x.dtype}")
+    B, C, H, W = x.shape
+    torch._check(dw_weight.dim() == 4 and dw_weight.shape[0] == C and dw_weight.shape[1] == 1,
+                 lambda: f"effdl.dwsep_conv2d: dw_weight must have shape [{C}, 1, kh, kw], got {list(dw_weight.shape)}")
+    torch._check(pw_weight.dim() == 4 and pw_weight.shape[1] == C and pw_weight.shape[2] == 1 and pw_weight.shape[3] == 1,
+                 lambda: f"effdl.dwsep_conv2d: pw_weight must have shape [Cout, {C}, 1, 1], got {list(pw_weight.shape)}")
+    for name, t in (("dw_weight", dw_weight), ("pw_weight", pw_weight)):
+        torch._check(t.dtype == x.dtype, lambda name=name, t=t: f"effdl.dwsep_conv2d: {name} dtype {t.dtype} must match x dtype {x.dtype}")
+        _same_device(x, "x", t, name, op)
+    Cout = pw_weight.shape[0]
+    _vector(dw_bias, "dw_bias", C, x, op)
+    _vector(pw_bias, "pw_bias", Cout, x, op)
+    for name, t in (("dw_bias", dw_bias), ("pw_bias", pw_bias)):
+        if t is not None:
+            torch._check(t.dtype == x.dtype, lambda name=name, t=t: f"effdl.dwsep_conv2d: {name} dtype {t.dtype} must match x dtype {x.dtype}")
+    torch._check(len(stride) == 2 and stride[0] > 0 and stride[1] > 0,
+                 lambda: f"effdl.dwsep_conv2d: stride must be two positive ints, got {list(stride)}")
+    torch._check(len(padding) == 2 and padding[0] >= 0 and padding[1] >= 0,
+                 lambda: f"effdl.dwsep_conv2d: padding must be two non-negative ints, got {list(padding)}")
+    torch._check(len(dilation) == 2 and dilation[0] > 0 and dilation[1] > 0,
+                 lambda: f"effdl.dwsep_conv2d: dilation must be two positive ints, got {list(dilation)}")
+    activation_name(dw_activation, "dw_activation")
+    activation_name(pw_activation, "pw_activation")
+    kh, kw = dw_weight.shape[2], dw_weight.shape[3]
+    span_h = H + 2 * padding[0] - dilation[0] * (kh - 1) - 1
+    span_w = W + 2 * padding[1] - dilation[1] * (kw - 1) - 1
+    Ho = span_h // stride[0] + 1 if span_h >= 0 else 0
+    Wo = span_w // stride[1] + 1 if span_w >= 0 else 0
+    torch._check(kh > 0 and kw > 0 and Ho > 0 and Wo > 0,
+                 lambda: f"effdl.dwsep_conv2d: the output would be empty: input {H}x{W}, kernel {kh}x{kw}, "
+                         f"padding {list(padding)}, dilation {list(dilation)}")
+    return B, Cout, Ho, Wo
+
+
+def keeps_channels_last(x: torch.Tensor) -> bool:
+    """dwsep_conv2d's output is channels_last exactly when x is channels_last
+    contiguous and not also NCHW contiguous (as for [B, C, 1, 1])."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()

@@ -1,0 +1,173 @@
+"""Backend selection: ``effdl.set_backend``, ``EFFDL_BACKEND``, and ``effdl.info()``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from samples import OPS, sample_inputs
+from test_errors import CASES
+
+import effdl
+from effdl import backends, reference
+
+
+@pytest.fixture(autouse=True)
+def restore_backend(monkeypatch):
+    """Every test starts and ends on "auto" with no EFFDL_BACKEND in the environment."""
+    monkeypatch.delenv("EFFDL_BACKEND", raising=False)
+    effdl.set_backend("auto")
+    yield
+    effdl.set_backend("auto")
+
+
+def _first_sample(op: str) -> tuple:
+    return next(iter(sample_inputs(op, "cpu", torch.float32)))
+
+
+class _Spy:
+    """Stands in for a reference op: records the call, then runs the real reference."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+def _spy_on_reference(monkeypatch, op: str) -> _Spy:
+    spy = _Spy(getattr(reference, op))
+    monkeypatch.setattr(reference, op, spy)
+    return spy
+
+
+def _outputs(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_reference_backend_routes_to_reference(monkeypatch, op):
+    spy = _spy_on_reference(monkeypatch, op)
+    effdl.set_backend("reference")
+    assert effdl.get_backend() == "reference"
+    args = _first_sample(op)
+    result = getattr(effdl.ops, op)(*args)
+    assert spy.calls == 1
+    for a, b in zip(_outputs(result), _outputs(spy.fn(*args)), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", ["auto", "cpu"])
+@pytest.mark.parametrize("op", OPS)
+def test_native_backends_do_not_use_reference(monkeypatch, op, backend):
+    spy = _spy_on_reference(monkeypatch, op)
+    effdl.set_backend(backend)
+    args = _first_sample(op)
+    result = getattr(effdl.ops, op)(*args)
+    assert spy.calls == 0
+    native = getattr(torch.ops.effdl, op)(*args)
+    for a, b in zip(_outputs(result), _outputs(native), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_top_level_functions_are_the_wrappers():
+    for op in OPS:
+        assert getattr(effdl, op) is getattr(effdl.ops, op)
+
+
+def test_wrapper_keyword_defaults():
+    w = torch.tensor([[1.0, 0.0, 2.0, 0.0]])
+    values, meta = effdl.nm_compress(w)  # 2:4 by default
+    assert values.tolist() == [[1.0, 2.0]]
+    assert torch.equal(effdl.nm_decompress(values, meta), w)
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(effdl.nm_linear(x, values, meta), x @ w.t())
+
+
+def test_unknown_backend_raises():
+    with pytest.raises(ValueError, match=r"effdl backend must be one of .*got 'tpu'"):
+        effdl.set_backend("tpu")
+    assert effdl.get_backend() == "auto"
+
+
+def test_triton_backend_raises_clearly():
+    with pytest.raises(ValueError, match=r"'triton' backend has no kernels in this release"):
+        effdl.set_backend("triton")
+    assert effdl.get_backend() == "auto"
+
+
+def test_forced_cuda_backend_on_cpu_tensor_raises():
+    effdl.set_backend("cuda")
+    with pytest.raises(RuntimeError, match=r"backend 'cuda' is forced but the input is on cpu"):
+        effdl.ops.quantize_rows(torch.randn(2, 3))
+
+
+def test_env_var_selects_backend(monkeypatch):
+    spy = _spy_on_reference(monkeypatch, "nm_linear")
+    monkeypatch.setenv("EFFDL_BACKEND", "reference")
+    assert effdl.get_backend() == "reference"
+    effdl.ops.nm_linear(*_first_sample("nm_linear"))
+    assert spy.calls == 1
+    assert effdl.info()["backend"] == "reference"
+
+
+def test_env_var_cpu(monkeypatch):
+    spy = _spy_on_reference(monkeypatch, "quantize_rows")
+    monkeypatch.setenv("EFFDL_BACKEND", "cpu")
+    assert effdl.get_backend() == "cpu"
+    effdl.ops.quantize_rows(torch.randn(3, 5))
+    assert spy.calls == 0
+
+
+def test_set_backend_wins_over_env_var(monkeypatch):
+    monkeypatch.setenv("EFFDL_BACKEND", "reference")
+    effdl.set_backend("cpu")
+    assert effdl.get_backend() == "cpu"
+
+
+@pytest.mark.parametrize(("value", "match"), [("bogus", r"must be one of"), ("triton", r"'triton' backend has no kernels")])
+def test_bad_env_var_raises(monkeypatch, value, match):
+    monkeypatch.setenv("EFFDL_BACKEND", value)
+    with pytest.raises(ValueError, match=match):
+        effdl.get_backend()
+
+
+def test_info_lists_every_op():
+    info = effdl.info()
+    assert isinstance(info, dict)
+    assert set(info["ops"]) == set(OPS) == set(backends.OPS)
+    for op, row in info["ops"].items():
+        assert set(row) >= {"cpu", "cuda", "triton", "reference"}, op
+        assert row["cpu"] == "yes", op
+        assert row["reference"] == "yes", op
+    assert info["native"] == "loaded"
+    assert info["backend"] == "auto"
+    assert info["effdl"] == effdl.__version__
+    assert info["torch"] == torch.__version__
+
+
+def test_info_reports_forced_backend():
+    effdl.set_backend("reference")
+    assert effdl.info()["backend"] == "reference"
+
+
+def test_reference_backend_rejects_bad_input():
+    """DESIGN §2: bad input raises through every backend, the reference included. Every
+    case of test_errors.py must raise a RuntimeError or ValueError under "reference"."""
+    effdl.set_backend("reference")
+    accepted, wrong_type = [], []
+    for case in CASES:
+        args = case.args()
+        try:
+            getattr(effdl.ops, case.op)(*args)
+        except (RuntimeError, ValueError):
+            continue
+        except Exception as exc:  # the type is what is checked
+            wrong_type.append(f"{case.id} ({type(exc).__name__}: {exc})")
+        else:
+            accepted.append(case.id)
+    assert not accepted and not wrong_type, (
+        f"the reference backend silently accepts {len(accepted)} bad inputs: {accepted}; "
+        f"raises another error type for: {wrong_type}"
+    )
