@@ -93,7 +93,8 @@ def _extension():
     with_cuda = _want_cuda(torch, CUDA_HOME)
     sources = sorted(
         str(p.relative_to(ROOT))
-        for p in [ROOT / "csrc" / "ops.cpp", ROOT / "csrc" / "module.cpp", ROOT / "csrc" / "checks.cpp"]
+        for p in [ROOT / "csrc" / "ops.cpp", ROOT / "csrc" / "module.cpp", ROOT / "csrc" / "checks.cpp",
+                  ROOT / "csrc" / "core" / "multiversion.cpp"]
         + list((ROOT / "csrc" / "cpu").glob("*.cpp"))
     )
     torch_version = torch.__version__.split("+")[0]

@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "core/multiversion.h"
+
 #ifndef EFFDL_CUDA_ARCHS
 #define EFFDL_CUDA_ARCHS ""
 #endif
@@ -28,9 +30,9 @@ pybind11::dict build_info() {
   d["compiler"] = std::string("unknown");
 #endif
   d["torch_built_with"] = std::string(EFFDL_TORCH_VERSION);
-  // The CPU kernels of this build are portable C++ auto-vectorised for the
-  // baseline ISA of the target; run-time ISA dispatch comes with the SIMD kernels.
-  d["cpu_kernel_isa"] = std::string("portable");
+  // portable C++ cores, auto-vectorised once per x86-64 ISA level; the loader
+  // picked this one for this CPU
+  d["cpu_kernel_isa"] = std::string(effdl::core::mv::selected_isa());
   return d;
 }
 

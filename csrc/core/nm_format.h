@@ -54,22 +54,51 @@ int64_t nm_compress_row(const T* w, int64_t K, int n, int m, T* values, uint8_t*
   return -1;
 }
 
+// Set-bit positions of every byte value, so decoding walks bytes, not bits.
+struct ByteBits {
+  uint8_t count = 0;
+  uint8_t pos[8] = {};
+};
+struct ByteBitsTable {
+  ByteBits e[256];
+  ByteBitsTable() {
+    for (int v = 0; v < 256; ++v) {
+      uint8_t c = 0;
+      for (int b = 0; b < 8; ++b)
+        if (v & (1 << b)) e[v].pos[c++] = uint8_t(b);
+      e[v].count = c;
+    }
+  }
+};
+inline const ByteBits* byte_bits() {
+  static const ByteBitsTable table;  // built once, thread-safely
+  return table.e;
+}
+
 // Decodes the kept column indices of one row into cols[K / m * n]. Returns
 // false when meta is not a valid N:M mask (not exactly n bits per group, or bits
 // set past K); cols is then partially written but never out of bounds.
 inline bool nm_decode_row(const uint8_t* meta, int64_t K, int n, int m, int32_t* cols) {
   const int64_t kept = nm_kept(K, n, m);
+  const ByteBits* table = byte_bits();
   int64_t j = 0;
   for (int64_t b = 0; b < nm_meta_bytes(K); ++b) {
-    unsigned bits = meta[b];
-    while (bits) {
-      const int64_t c = b * 8 + __builtin_ctz(bits);
-      bits &= bits - 1;
-      if (c >= K || j >= kept || c / m != j / n) return false;
-      cols[j++] = int32_t(c);
+    const ByteBits& e = table[meta[b]];
+    if (j + e.count > kept) return false;
+    for (int t = 0; t < e.count; ++t) cols[j + t] = int32_t(b * 8 + e.pos[t]);
+    j += e.count;
+  }
+  if (j != kept) return false;
+  // kept positions arrive in column order, so "exactly n per group" means the
+  // g-th run of n positions lies inside group g (which also bounds them by K)
+  int64_t lo = 0;
+  for (int64_t g = 0; g < kept; g += n, lo += m) {
+    for (int t = 0; t < n; ++t) {
+      const int64_t c = cols[g + t];
+      if (c < lo || c >= lo + m) return false;
     }
   }
-  return j == kept;
+  return true;
 }
 
 // Decompresses one row; cols is scratch of K / m * n entries. False on bad meta.

@@ -16,9 +16,10 @@ namespace effdl::core {
 // transposed so each kept weight updates a contiguous strip of outputs (a
 // vectorisable axpy instead of a gather).
 constexpr int64_t kNmGatherMaxRows = 4;
-constexpr int64_t kNmStrip = 16;
+constexpr int64_t kNmPad = 16;     // xt rows are padded to this many columns
+constexpr int64_t kNmStrip = 128;  // output rows accumulated at once (in L1)
 
-inline int64_t nm_padded_rows(int64_t M) { return (M + kNmStrip - 1) / kNmStrip * kNmStrip; }
+inline int64_t nm_padded_rows(int64_t M) { return (M + kNmPad - 1) / kNmPad * kNmPad; }
 
 // xt[K, Mp] = x[M, K].T in the accumulator type, zero padded to Mp rows
 // (Mp = nm_padded_rows(M)). Rows [k_begin, k_end) of xt.
@@ -55,19 +56,22 @@ bool nm_linear_block(const T* x, int64_t ldx, const acc_t<T>* xt, int64_t M, int
       for (int64_t i = 0; i < M; ++i) {
         const T* xrow = x + i * ldx;
         A acc = 0;
+#pragma omp simd reduction(+ : acc)
         for (int64_t j = 0; j < kept; ++j) acc += vals[j] * A(load(xrow[cols[j]]));
         y[i * ldy + o] = store<T>(acc + b);
       }
       continue;
     }
     for (int64_t i0 = 0; i0 < Mp; i0 += kNmStrip) {
-      A acc[kNmStrip] = {};
+      const int64_t len = std::min(kNmStrip, Mp - i0);  // a multiple of kNmPad
+      A acc[kNmStrip];
+      for (int64_t t = 0; t < len; ++t) acc[t] = 0;
       for (int64_t j = 0; j < kept; ++j) {
         const A v = vals[j];
         const A* xr = xt + int64_t(cols[j]) * Mp + i0;
-        for (int64_t t = 0; t < kNmStrip; ++t) acc[t] += v * xr[t];
+        for (int64_t t = 0; t < len; ++t) acc[t] += v * xr[t];
       }
-      const int64_t rows = std::min<int64_t>(kNmStrip, M - i0);
+      const int64_t rows = std::min(len, M - i0);
       for (int64_t t = 0; t < rows; ++t) y[(i0 + t) * ldy + o] = store<T>(acc[t] + b);
     }
   }

@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "../checks.h"
-#include "../core/dwsep_conv.h"
+#include "../core/multiversion.h"
 #include "../dispatch.h"
 
 namespace effdl {
@@ -36,7 +36,7 @@ at::Tensor dwsep_conv2d_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
       const int64_t work_per_row = s.Wo * s.C * (s.kh * s.kw + s.Cout);
       const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, work_per_row));
       at::parallel_for(0, rows, grain, [&](int64_t b, int64_t e) {
-        core::dwsep_conv2d_rows<T>(s, data_as<T>(xn), data_as<A>(dw_w),
+        core::mv::dwsep_conv2d_rows(s, data_as<T>(xn), data_as<A>(dw_w),
                                    dw_b.defined() ? data_as<A>(dw_b) : nullptr, data_as<A>(pw_wt),
                                    pw_b.defined() ? data_as<A>(pw_b) : nullptr, dw_act, pw_act,
                                    data_as<T>(y), b, e);

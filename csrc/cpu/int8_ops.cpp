@@ -7,7 +7,7 @@
 #include <mutex>
 
 #include "../checks.h"
-#include "../core/int8.h"
+#include "../core/multiversion.h"
 #include "../dispatch.h"
 
 namespace effdl {
@@ -44,7 +44,7 @@ std::tuple<at::Tensor, at::Tensor> quantize_rows_cpu(const at::Tensor& x) {
   dispatch_out(x.scalar_type(), "quantize_rows", [&](auto tag) {
     using T = typename decltype(tag)::type;
     at::parallel_for(0, R, grain_for(K), [&](int64_t b, int64_t e) {
-      const int64_t r = core::quantize_rows_block(data_as<T>(x2), K, K, q.data_ptr<int8_t>(), K,
+      const int64_t r = core::mv::quantize_rows_block(data_as<T>(x2), K, K, q.data_ptr<int8_t>(), K,
                                                   scale.data_ptr<float>(), b, e);
       if (r >= 0) {
         std::lock_guard<std::mutex> lock(mu);
@@ -73,7 +73,7 @@ at::Tensor int8_linear_cpu(const at::Tensor& q, const at::Tensor& q_scale, const
   dispatch_out(out_t, "int8_linear", [&](auto tag) {
     using Out = typename decltype(tag)::type;
     at::parallel_for(0, N, grain_for(M * K), [&](int64_t b, int64_t e) {
-      core::int8_linear_block(q2.data_ptr<int8_t>(), K, qs.data_ptr<float>(), M, K,
+      core::mv::int8_linear_block(q2.data_ptr<int8_t>(), K, qs.data_ptr<float>(), M, K,
                               wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
                               b32.defined() ? b32.data_ptr<float>() : nullptr, data_as<Out>(y), N,
                               b, e);
@@ -96,7 +96,7 @@ at::Tensor int8_weight_linear_cpu(const at::Tensor& x, const at::Tensor& wq_in,
   dispatch_out(x.scalar_type(), "int8_weight_linear", [&](auto tag) {
     using Out = typename decltype(tag)::type;
     at::parallel_for(0, N, grain_for(M * K), [&](int64_t b, int64_t e) {
-      core::int8_weight_linear_block(x2.data_ptr<float>(), K, M, K, wq.data_ptr<int8_t>(),
+      core::mv::int8_weight_linear_block(x2.data_ptr<float>(), K, M, K, wq.data_ptr<int8_t>(),
                                      ws.data_ptr<float>(),
                                      b32.defined() ? b32.data_ptr<float>() : nullptr,
                                      data_as<Out>(y), N, b, e);

@@ -8,6 +8,7 @@
 
 #include "../checks.h"
 #include "../core/nm_format.h"
+#include "../core/multiversion.h"
 #include "../core/nm_linear.h"
 #include "../dispatch.h"
 
@@ -121,13 +122,13 @@ at::Tensor nm_linear_cpu(const at::Tensor& x, const at::Tensor& values_in,
       xt = at::empty({K, core::nm_padded_rows(M)}, x.options().dtype(acc_scalar_type<T>()));
       A* dst = data_as<A>(xt);
       at::parallel_for(0, K, grain_for(M), [&](int64_t b, int64_t e) {
-        core::nm_pack_x_transposed(xp, K, M, b, e, dst);
+        core::mv::nm_pack_x_transposed(xp, K, M, b, e, dst);
       });
       xtp = dst;
     }
     const T* bp = bias.defined() ? data_as<T>(bias) : nullptr;
     at::parallel_for(0, N, grain_for(M * kept), [&](int64_t b, int64_t e) {
-      if (!core::nm_linear_block(xp, K, xtp, M, K, data_as<T>(values), meta.data_ptr<uint8_t>(),
+      if (!core::mv::nm_linear_block(xp, K, xtp, M, K, data_as<T>(values), meta.data_ptr<uint8_t>(),
                                  int(n), int(m), bp, data_as<T>(y), N, b, e)) {
         std::lock_guard<std::mutex> lock(mu);
         ok = false;

@@ -173,7 +173,7 @@ void test_nm_linear(Rng& rng) {
       }
 
       const int64_t Mp = nm_padded_rows(M);
-      CHECK(Mp % kNmStrip == 0 && Mp >= M && Mp < M + kNmStrip);
+      CHECK(Mp % kNmPad == 0 && Mp >= M && Mp < M + kNmPad);
       std::vector<A> xt(sz(std::max<int64_t>(K * Mp, 1)), A(NAN));
       for (auto [kb, ke] : chunks(K, rng)) nm_pack_x_transposed(x.data(), ldx, M, kb, ke, xt.data());
       bool packed_ok = true;
