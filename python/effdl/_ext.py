@@ -4,14 +4,19 @@ pure-PyTorch reference with a one-time warning."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch  # noqa: F401  (the extension links against torch's libraries)
 
 C = None
 load_error: str | None = None
-try:
-    from effdl import _C as C  # registers torch.ops.effdl.* (TORCH_LIBRARY)
-except (ImportError, OSError) as exc:  # pragma: no cover - exercised only without a build
-    load_error = f"{type(exc).__name__}: {exc}"
+if importlib.util.find_spec("effdl._C") is None:
+    load_error = "effdl._C is not built (pip install --no-build-isolation -e .)"
+else:
+    try:
+        from effdl import _C as C  # registers torch.ops.effdl.* (TORCH_LIBRARY)
+    except (ImportError, OSError) as exc:  # e.g. built against another torch
+        load_error = f"{type(exc).__name__}: {exc}"
 
 
 def available() -> bool:

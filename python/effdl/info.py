@@ -57,7 +57,7 @@ def format_info(d: dict | None = None) -> str:
     cols = ["cpu", "cuda", "triton", "reference"]
     width = max(len(op) for op in d["ops"])
     lines.append("")
-    lines.append(f"{'op':<{width}}  " + "  ".join(f"{c:<22}" for c in cols))
+    lines.append((f"{'op':<{width}}  " + "  ".join(f"{c:<22}" for c in cols)).rstrip())
     for op, row in d["ops"].items():
-        lines.append(f"{op:<{width}}  " + "  ".join(f"{row[c]:<22}" for c in cols))
+        lines.append((f"{op:<{width}}  " + "  ".join(f"{row[c]:<22}" for c in cols)).rstrip())
     return "\n".join(lines)
