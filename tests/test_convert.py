@@ -159,3 +159,78 @@ def test_hugging_face_bert_from_config(how):
         out = model(input_ids=ids).last_hidden_state
     assert out.shape == ref.shape and torch.isfinite(out).all()
     assert rel_err(out, ref) < tol
+
+
+# ---------------------------------------------------------------- fuse_dwsep_ never changes a model's function
+
+
+def _dw(c: int, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(c, c, 3, padding=1, groups=c, bias=bias)
+
+
+def _assert_same_function(model: nn.Module, x: torch.Tensor) -> None:
+    with torch.no_grad():
+        ref = model(x)
+        effdl.fuse_dwsep_(model, verbose=False)
+        assert rel_err(model(x), ref) < 1e-5
+
+
+def test_fuse_dwsep_without_any_bias():
+    torch.manual_seed(0)
+    model = nn.Sequential(_dw(4, bias=False), nn.ReLU(), nn.Conv2d(4, 8, 1, bias=False)).eval()
+    _assert_same_function(model, torch.randn(2, 4, 9, 9))
+    assert count(model, DWSeparableConv2d) == 1 and model[0].dw_bias is None
+
+
+def test_fuse_dwsep_leaves_shared_layers_alone():
+    torch.manual_seed(0)
+    relu = nn.ReLU()
+    model = nn.Sequential(_dw(4), relu, nn.Conv2d(4, 4, 1), _dw(4), relu, nn.Conv2d(4, 8, 1)).eval()
+    _assert_same_function(model, torch.randn(2, 4, 9, 9))
+    assert count(model, DWSeparableConv2d) == 0
+    assert all("also used elsewhere" in reason for _, reason in convert.last_report.skipped)
+    dw = _dw(4)
+    model = nn.Sequential(dw, nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1), dw, nn.Conv2d(4, 4, 1)).eval()
+    _randomise_bn(model)
+    _assert_same_function(model, torch.randn(2, 4, 9, 9))
+
+
+def test_fuse_dwsep_skips_batchnorm_in_training_mode_or_without_statistics():
+    torch.manual_seed(0)
+    model = nn.Sequential(_dw(4), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 8, 1),
+                          _dw(8), nn.BatchNorm2d(8, track_running_stats=False), nn.Conv2d(8, 8, 1)).eval()
+    model[1].train()
+    x = torch.randn(2, 4, 9, 9)
+    with torch.no_grad():
+        ref = model(x)
+    effdl.fuse_dwsep_(model, verbose=False)
+    with torch.no_grad():
+        assert rel_err(model(x), ref) < 1e-5
+    reasons = [reason for _, reason in convert.last_report.skipped]
+    assert any("training mode" in r for r in reasons) and any("running statistics" in r for r in reasons)
+    assert count(model, DWSeparableConv2d) == 0
+
+
+def test_fuse_dwsep_does_not_look_into_sequentials_with_their_own_forward():
+    class Tap(nn.Sequential):
+        def forward(self, x):
+            return super().forward(x) + self[0](x).mean(1, keepdim=True)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(Tap(_dw(4), nn.ReLU(), nn.Conv2d(4, 4, 1))).eval()
+    _assert_same_function(model, torch.randn(2, 4, 9, 9))
+    assert count(model, DWSeparableConv2d) == 0
+
+
+def test_conversions_skip_layers_with_hooks():
+    model = nn.Sequential(nn.Linear(8, 8), nn.Identity())
+    model[0].register_forward_hook(lambda *args: None)
+    effdl.quantize_(model, verbose=False)
+    assert isinstance(model[0], nn.Linear)
+    assert "hooks" in convert.last_report.skipped[0][1]
+
+
+def test_quantize_skips_float64_layers():
+    model = nn.Sequential(nn.Linear(8, 8).double())
+    effdl.quantize_(model, verbose=False)
+    assert isinstance(model[0], nn.Linear)

@@ -18,6 +18,8 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     layer = SparseLinear(16, 8)
     layer(torch.randn(2, 16)); layer(torch.randn(2, 16))
+    converted = effdl.sparsify_(torch.nn.Sequential(torch.nn.Linear(16, 8)), verbose=False)
+    converted(torch.randn(2, 16))
 print("warnings:", sum("pure-PyTorch reference" in str(w.message) for w in caught if "nm_linear" in str(w.message)))
 """
 

@@ -288,3 +288,30 @@ def test_backend_reference_gives_the_same_module_outputs():
         finally:
             effdl.set_backend("auto")
     assert rel_err(native, ref) < 1e-4
+
+
+def test_qlinear_keeps_fp32_scales_through_half_and_bfloat16():
+    torch.manual_seed(0)
+    lin = nn.Linear(32, 8)
+    for cast in (torch.bfloat16, torch.float16):
+        q = QLinear.from_float(lin)
+        scale = q.w_scale.clone()
+        q = q.to(cast)
+        assert q.w_scale.dtype == torch.float32 and torch.equal(q.w_scale, scale)
+        assert q.bias.dtype == torch.float32 and q.wq.dtype == torch.int8
+        y = q(torch.randn(2, 32, dtype=cast))
+        assert y.dtype == cast
+
+
+def test_dwsep_without_bias_and_fp64_batchnorm_folding():
+    torch.manual_seed(0)
+    mod = DWSeparableConv2d(4, 8, bias=False)
+    assert mod.dw_bias is None and mod.pw_bias is None
+    assert mod(torch.randn(1, 4, 5, 5)).shape == (1, 8, 5, 5)
+    dw = nn.Conv2d(4, 4, 3, padding=1, groups=4).double()
+    pw = nn.Conv2d(4, 8, 1).double()
+    bn = _bn(4).double()
+    fused = DWSeparableConv2d.from_float(dw, pw, dw_bn=bn, dw_activation="none")
+    x = torch.randn(2, 4, 7, 7, dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_err(fused(x), pw(bn(dw(x)))) < 1e-12

@@ -50,7 +50,7 @@ at::Tensor dwsep_conv2d_cuda(const at::Tensor& x, const at::Tensor& dw_weight,
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
-  if (x.suggest_memory_format() == at::MemoryFormat::ChannelsLast) return y;
+  if (keeps_channels_last(x)) return y;
   return y.contiguous();
 }
 

@@ -39,7 +39,8 @@ def nm_compress(w: torch.Tensor, n: int, m: int) -> None:
     nm_pattern(n, m, "nm_compress")
     torch._check(w.dim() == 2, lambda: f"effdl.nm_compress: w must be 2-D [rows, K], got shape {list(w.shape)}")
     torch._check(w.dtype in FLOATS, lambda: f"effdl.nm_compress: w must be float32, float64, bfloat16 or float16, got {w.dtype}")
-    torch._check(w.shape[1] % m == 0, lambda: f"effdl.nm_compress: w's last dim K={w.shape[1]} must be a multiple of m={m}")
+    torch._check(w.shape[1] % m == 0, lambda: f"effdl.nm_compress: w's last dim K={w.shape[1]} must be a multiple of m={m} "
+                                                        "(pad K or choose another m)")
 
 
 def nm_storage(values: torch.Tensor, meta: torch.Tensor, n: int, m: int, op: str) -> int:

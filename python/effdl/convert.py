@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from effdl.nn import DWSeparableConv2d, QLinear, SparseLinear
-from effdl.nn.dwsep import dwsep_incompatibility
+from effdl.nn.dwsep import bn_unfoldable, dwsep_incompatibility
 from effdl.nn.qlinear import MODES
 
 FilterFn = Callable[[nn.Module, str], bool]
@@ -53,6 +53,10 @@ def _finish(report: ConversionReport, verbose: bool) -> None:
         print(report.summary())
 
 
+def _has_hooks(mod: nn.Module) -> bool:
+    return bool(mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks)
+
+
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
@@ -66,7 +70,7 @@ def _swap_linears(model, action, make, why_not, filter_fn, verbose) -> nn.Module
         if filter_fn is not None and not filter_fn(mod, name):
             report.skipped.append((name, "excluded by filter_fn"))
             continue
-        reason = why_not(mod)
+        reason = "has hooks, which the new module would not carry" if _has_hooks(mod) else why_not(mod)
         if reason:
             report.skipped.append((name, reason))
             continue
@@ -104,6 +108,8 @@ def quantize_(
         raise ValueError(f"quantize_: mode must be one of {MODES}, got {mode!r}")
 
     def why_not(lin: nn.Linear) -> str | None:
+        if lin.weight.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            return f"dtype {lin.weight.dtype} unsupported by the int8 kernels"
         if lin.in_features > 131071 and mode == "dynamic":
             return "in_features above the int32-exact bound"
         return None
@@ -116,14 +122,22 @@ def quantize_(
 _ACTIVATIONS = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Identity: "none"}
 
 
+def _plain_sequential(mod: nn.Module) -> bool:
+    """A Sequential that runs its children in order (a subclass with its own
+    forward may route data any way, so it is not looked into)."""
+    return isinstance(mod, nn.Sequential) and type(mod).forward is nn.Sequential.forward
+
+
 def _leaves(seq: nn.Sequential, prefix: str, walked: set[str]) -> list[tuple[str, nn.Module]]:
     """The modules a plain Sequential runs, in order, descending into nested
-    Sequentials (torchvision's Conv2dNormActivation is one); the names of the
-    nested Sequentials go to ``walked``."""
+    plain Sequentials (torchvision's Conv2dNormActivation is one); the names of
+    the nested Sequentials go to ``walked``."""
     out: list[tuple[str, nn.Module]] = []
-    for child_name, child in seq.named_children():
+    for child_name, child in seq._modules.items():  # every occurrence: a reused module runs twice
+        if child is None:
+            continue
         name = f"{prefix}.{child_name}" if prefix else child_name
-        if isinstance(child, nn.Sequential) and type(child).forward is nn.Sequential.forward:
+        if _plain_sequential(child):
             walked.add(name)
             out += _leaves(child, name, walked)
         else:
@@ -135,9 +149,10 @@ def _is_depthwise(mod: nn.Module) -> bool:
     return type(mod) is nn.Conv2d and mod.groups == mod.in_channels == mod.out_channels and mod.groups > 1
 
 
-def _match_dwsep(leaves, i):
+def _match_dwsep(leaves, i, uses):
     """Match dw conv [BN] [act] pw conv [BN] [act] at leaves[i]; returns
-    (names consumed, kwargs for from_float) or (None, reason)."""
+    (names consumed, kwargs for from_float) or (None, reason). ``uses`` counts
+    how often each module occurs in the model."""
     j = i + 1
     dw = leaves[i][1]
     dw_bn = pw_bn = None
@@ -163,6 +178,15 @@ def _match_dwsep(leaves, i):
     if j < len(leaves) and type(leaves[j][1]) in (nn.ReLU, nn.ReLU6):
         pw_act = _ACTIVATIONS[type(leaves[j][1])]
         j += 1
+    for bn in (dw_bn, pw_bn):
+        why = bn_unfoldable(bn) if bn is not None else None
+        if why:
+            return None, why
+    run = [mod for _, mod in leaves[i:j]]
+    if any(uses[id(mod)] > 1 for mod in run):
+        return None, "a layer of the run is also used elsewhere in the model"
+    if any(_has_hooks(mod) for mod in run):
+        return None, "a layer of the run has hooks, which the fused module would not carry"
     names = [name for name, _ in leaves[i:j]]
     kwargs = {"dw_conv": dw, "pw_conv": pw, "dw_bn": dw_bn, "pw_bn": pw_bn, "dw_activation": dw_act,
               "pw_activation": pw_act}
@@ -173,17 +197,19 @@ def fuse_dwsep_(model: nn.Module, verbose: bool = True) -> nn.Module:
     """Replace each run ``depthwise Conv2d [-> BatchNorm2d] [-> ReLU/ReLU6] -> 1x1
     Conv2d [-> BatchNorm2d] [-> ReLU/ReLU6]`` inside ``nn.Sequential`` containers
     (as in torchvision's MobileNetV2/V3 and hand-written models) by one
-    :class:`DWSeparableConv2d`. BatchNorms are folded, so fuse an eval-mode model
-    (a model in training mode is skipped: folding would freeze its BatchNorm
-    statistics). Layers in the run after the first become ``nn.Identity``."""
+    :class:`DWSeparableConv2d`. BatchNorms are folded with their running
+    statistics, so fuse an eval-mode model. Layers in the run after the first
+    become ``nn.Identity``.
+
+    A run is left as it is, with the reason in the report, when a BatchNorm of
+    it is in training mode or has no running statistics, when one of its layers
+    is also used elsewhere in the model or carries hooks, or when its Sequential
+    has a forward of its own."""
     report = ConversionReport("fuse_dwsep_")
-    if model.training and any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
-        report.skipped.append(("<model>", "model is in training mode: call model.eval() before folding BatchNorm"))
-        _finish(report, verbose)
-        return model
+    uses = Counter(id(mod) for _, mod in model.named_modules(remove_duplicate=False))
     done: set[str] = set()
     for seq_name, seq in list(model.named_modules()):
-        if not isinstance(seq, nn.Sequential) or seq_name in done:
+        if not _plain_sequential(seq) or seq_name in done:
             continue
         leaves = _leaves(seq, seq_name, done)
         i = 0
@@ -192,7 +218,7 @@ def fuse_dwsep_(model: nn.Module, verbose: bool = True) -> nn.Module:
             if not _is_depthwise(mod):
                 i += 1
                 continue
-            names, got = _match_dwsep(leaves, i)
+            names, got = _match_dwsep(leaves, i, uses)
             if names is None:
                 report.skipped.append((name, got))
                 i += 1

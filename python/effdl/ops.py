@@ -196,7 +196,7 @@ def _nm_linear_backward(ctx, grad_y):
     gx = gv = gb = None
     g2 = grad_y.reshape(-1, N)
     if ctx.needs_input_grad[0]:
-        w = torch.ops.effdl.nm_decompress(values, meta, n, m)
+        w = nm_decompress(values, meta, n, m)
         gx = (g2 @ w).reshape(x.shape)
     if ctx.needs_input_grad[1]:
         # dense dW = g.T @ x, read back only at the kept positions: the pattern holds

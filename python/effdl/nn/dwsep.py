@@ -17,15 +17,17 @@ def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
 
 def _fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Fold an eval-mode BatchNorm that follows a conv into the conv's weight and bias."""
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("DWSeparableConv2d.from_float: cannot fold a BatchNorm without running statistics")
-    inv_std = torch.rsqrt(bn.running_var.float() + bn.eps)
-    gamma = bn.weight.detach().float() if bn.weight is not None else torch.ones_like(inv_std)
-    beta = bn.bias.detach().float() if bn.bias is not None else torch.zeros_like(inv_std)
+    why = bn_unfoldable(bn)
+    if why:
+        raise ValueError(f"DWSeparableConv2d.from_float: {why}")
+    ct = torch.promote_types(weight.dtype, torch.float32)  # fold in fp32, or fp64 for fp64 models
+    inv_std = torch.rsqrt(bn.running_var.to(ct) + bn.eps)
+    gamma = bn.weight.detach().to(ct) if bn.weight is not None else torch.ones_like(inv_std)
+    beta = bn.bias.detach().to(ct) if bn.bias is not None else torch.zeros_like(inv_std)
     scale = gamma * inv_std
-    b = bias.detach().float() if bias is not None else torch.zeros_like(scale)
-    new_w = weight.detach().float() * scale.view(-1, *([1] * (weight.dim() - 1)))
-    new_b = (b - bn.running_mean.float()) * scale + beta
+    b = bias.detach().to(ct) if bias is not None else torch.zeros_like(scale)
+    new_w = weight.detach().to(ct) * scale.view(-1, *([1] * (weight.dim() - 1)))
+    new_b = (b - bn.running_mean.to(ct)) * scale + beta
     return new_w.to(weight.dtype), new_b.to(weight.dtype)
 
 
@@ -66,9 +68,10 @@ class DWSeparableConv2d(nn.Module):
         kw = {"device": device, "dtype": dtype}
         self.dw_weight = nn.Parameter(torch.empty(in_channels, 1, *self.kernel_size, **kw))
         self.pw_weight = nn.Parameter(torch.empty(out_channels, in_channels, 1, 1, **kw))
-        self.dw_bias = nn.Parameter(torch.empty(in_channels, **kw)) if bias else None
-        self.pw_bias = nn.Parameter(torch.empty(out_channels, **kw)) if bias else None
-        if not bias:
+        if bias:
+            self.dw_bias = nn.Parameter(torch.empty(in_channels, **kw))
+            self.pw_bias = nn.Parameter(torch.empty(out_channels, **kw))
+        else:
             self.register_parameter("dw_bias", None)
             self.register_parameter("pw_bias", None)
         self.reset_parameters()
@@ -139,6 +142,15 @@ class DWSeparableConv2d(nn.Module):
             f"padding={self.padding}, dilation={self.dilation}, dw_activation={self.dw_activation}, "
             f"pw_activation={self.pw_activation}, bias={self.dw_bias is not None}, backend={backends.get_backend()}"
         )
+
+
+def bn_unfoldable(bn: nn.BatchNorm2d) -> str | None:
+    """Why a BatchNorm cannot be folded into the conv before it (None if it can)."""
+    if bn.running_mean is None or bn.running_var is None:
+        return "a BatchNorm without running statistics cannot be folded"
+    if bn.training:
+        return "a BatchNorm in training mode cannot be folded (call .eval() first)"
+    return None
 
 
 def dwsep_incompatibility(dw_conv: nn.Module, pw_conv: nn.Module) -> str | None:

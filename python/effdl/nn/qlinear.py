@@ -64,6 +64,15 @@ class QLinear(nn.Module):
         mod.format_version = torch.tensor(FORMAT_VERSION, dtype=torch.int32, device=w.device)
         return mod
 
+    def _apply(self, fn, recurse=True):
+        # .half() / .to(bfloat16) must not round the scales and bias: they stay
+        # float32 (the int8 format), only their device follows the module
+        keep = {name: getattr(self, name) for name in ("w_scale", "bias") if getattr(self, name) is not None}
+        super()._apply(fn, recurse)
+        for name, original in keep.items():
+            setattr(self, name, original.to(device=getattr(self, name).device, dtype=torch.float32))
+        return self
+
     def dequantized_weight(self) -> torch.Tensor:
         """The float32 weight ``wq * w_scale[:, None]`` this layer computes with."""
         return self.wq.float() * self.w_scale[:, None]

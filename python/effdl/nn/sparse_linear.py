@@ -43,8 +43,12 @@ class SparseLinear(nn.Module):
         self.in_features, self.out_features, self.n, self.m = in_features, out_features, n, m
         # nn.Linear's initialisation, then the magnitude N:M mask
         dense = torch.empty(out_features, in_features, device=device, dtype=dtype or torch.get_default_dtype())
-        nn.init.kaiming_uniform_(dense, a=math.sqrt(5))
-        values, meta = ops.nm_compress(dense * formats.nm_mask(dense, n, m), n, m)
+        if dense.device.type == "meta":  # shapes only (from_dense installs the real tensors)
+            values = dense.new_empty(out_features, in_features // m * n)
+            meta = dense.new_empty(out_features, formats.meta_bytes(in_features), dtype=torch.uint8)
+        else:
+            nn.init.kaiming_uniform_(dense, a=math.sqrt(5))
+            values, meta = ops.nm_compress(dense * formats.nm_mask(dense, n, m), n, m)
         self.values = nn.Parameter(values)
         self.register_buffer("meta", meta)
         if bias:
@@ -52,8 +56,9 @@ class SparseLinear(nn.Module):
             self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dense.dtype).uniform_(-bound, bound))
         else:
             self.register_parameter("bias", None)
-        self.register_buffer("nm_pattern", torch.tensor([n, m], dtype=torch.int32))
+        self.register_buffer("nm_pattern", torch.tensor([n, m], dtype=torch.int32, device=dense.device))
         register_format_version(self)
+        self.format_version = self.format_version.to(dense.device)
 
     @classmethod
     def from_dense(cls, linear: nn.Linear, n: int = 2, m: int = 4) -> SparseLinear:
