@@ -103,11 +103,13 @@ def _extension():
     opt = ["-O0", "-g"] if debug else ["-O3"]
     if not debug:
         macros.append(("NDEBUG", None))
-    cxx = opt + ["-fopenmp-simd", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
+    # -fopenmp: at::parallel_for is an inline template that is serial unless the
+    # extension itself is compiled with OpenMP (it binds to torch's libgomp)
+    cxx = opt + ["-fopenmp", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
            "-Wno-maybe-uninitialized"]
     if not with_cuda:
         return CppExtension(
-            "effdl._C", sources, define_macros=macros, extra_compile_args={"cxx": cxx}
+            "effdl._C", sources, define_macros=macros, extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"]
         )
     archs = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
     sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cuda").glob("*.cu"))
@@ -124,6 +126,7 @@ def _extension():
         define_macros=macros,
         include_dirs=_nvidia_wheel_includes(),
         extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+        extra_link_args=["-fopenmp"],
     )
 
 

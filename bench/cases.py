@@ -1,0 +1,417 @@
+"""The benchmark cases: for each effdl op, the shapes and the peers a user would otherwise use.
+
+A :class:`Case` is cheap to list; its ``build(llc)`` allocates the rotation sets
+(enough weight/input sets that each candidate's total exceeds the last-level
+cache), checks every candidate's output on set 0 against an fp64 reference
+(never time garbage), and returns the candidates — effdl first, then the peers.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from effdl import formats, ops, reference
+
+from .harness import Candidate, first_outputs, rel_err, rotation_sets
+
+OPS = ("nm_linear", "int8_linear", "int8_weight_linear", "dwsep_conv2d", "nm_compress", "nm_decompress")
+
+
+@dataclass
+class Built:
+    candidates: list[Candidate]  # effdl first
+    n_sets: int
+    set_bytes: dict[str, int]  # per rotation set, per candidate
+    errors: dict[str, float]  # rel. error of each candidate's output vs the fp64 reference
+    tol: float  # effdl's error above this marks the case as wrong
+    ref: str  # what the errors are measured against
+
+
+@dataclass
+class Case:
+    op: str
+    name: str
+    params: dict
+    # dense-equivalent FLOPs per call (the GFLOP/s column); None for format conversion
+    flops: float | None
+    # FLOPs the kernel must do (half of dense for 2:4), for the distance to the ceiling
+    work_flops: float | None
+    bytes: float  # minimal bytes one effdl call moves (weights in effdl's format + input + output)
+    build: Callable[[int], Built] = field(repr=False)
+
+
+# ---------------------------------------------------------------- data
+
+
+_PATTERNS_24 = torch.tensor(
+    [[1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 1], [0, 1, 1, 0], [0, 1, 0, 1], [0, 0, 1, 1]], dtype=torch.bool
+)
+
+
+def _weights(n_sets: int, N: int, K: int, nm: bool) -> list[torch.Tensor]:
+    """``n_sets`` random ``[N, K]`` weights; with ``nm``, 2:4 sparse.
+
+    Set 0 is pruned by the library's own ``effdl.formats.nm_mask`` (magnitude); the
+    others take one of the six 2:4 patterns per group uniformly at random — the same
+    distribution that magnitude pruning gives i.i.d. weights, without ``nm_mask``'s
+    stable sort, which takes seconds per hundred sets.
+    """
+    ws = []
+    for i in range(n_sets):
+        w = torch.randn(N, K) * K**-0.5
+        if nm and i == 0:
+            w = w * formats.nm_mask(w, 2, 4)
+        elif nm:
+            keep = _PATTERNS_24[torch.randint(0, 6, (N, K // 4))].view(N, K)
+            w = w * keep
+        ws.append(w)
+    return ws
+
+
+def _inputs(n_sets: int, *shape: int) -> list[torch.Tensor]:
+    return [torch.randn(*shape) for _ in range(n_sets)]
+
+
+def _ao_dynamic_int8(w: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``torch.ao.quantization.quantize_dynamic`` of an ``nn.Linear`` holding ``w`` (FBGEMM/x86 engine)."""
+    lin = nn.Linear(w.shape[1], w.shape[0], bias=False)
+    lin.weight.data.copy_(w)
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated (still the FBGEMM path)
+        warnings.simplefilter("ignore")
+        q = torch.ao.quantization.quantize_dynamic(nn.Sequential(lin), {nn.Linear}, dtype=torch.qint8)
+    return q[0]
+
+
+def _errors(outs: dict[str, torch.Tensor], ref: torch.Tensor) -> dict[str, float]:
+    return {k: rel_err(v, ref) for k, v in outs.items()}
+
+
+def _try(name: str, make: Callable[[], Candidate]) -> Candidate:
+    try:
+        return make()
+    except Exception as exc:  # a missing peer is reported "unavailable", never fatal
+        return Candidate(name, error=f"{type(exc).__name__}: {exc}"[:300])
+
+
+# ---------------------------------------------------------------- linear ops
+
+
+def _linear_case(op: str, K: int, N: int, M: int) -> Case:
+    params = {"K": K, "N": N, "M": M, "dtype": "float32"}
+    dense = 2.0 * M * N * K
+    if op == "nm_linear":
+        wbytes = N * K // 2 * 4 + N * formats.meta_bytes(K)  # fp32 values + meta (4-bit mask per group of 4)
+        work = dense / 2
+    else:
+        wbytes = N * K + N * 4  # int8 + fp32 scales
+        work = dense
+    nbytes = wbytes + M * K * 4 + M * N * 4
+    return Case(
+        op, f"K={K} N={N} M={M}", params, dense, work, nbytes, lambda llc: _BUILDERS[op](K, N, M, llc)
+    )
+
+
+def _build_nm_linear(K: int, N: int, M: int, llc: int) -> Built:
+    xb_bytes = M * K * 2
+    smallest = N * K * 2 + xb_bytes  # bf16 weight (nm values+meta is a little more)
+    n = rotation_sets(smallest, llc)
+    ws = _weights(n, N, K, nm=True)
+    xs = _inputs(n, M, K)
+    packed = [ops.nm_compress(w, 2, 4) for w in ws]
+    wbs = [w.bfloat16() for w in ws]
+    xbs = [x.bfloat16() for x in xs]
+    cands = [
+        Candidate(
+            "effdl",
+            [lambda x=x, p=p: ops.nm_linear(x, p[0], p[1], 2, 4) for x, p in zip(xs, packed, strict=True)],
+            note="effdl.ops.nm_linear, 2:4 fp32",
+        ),
+        Candidate(
+            "F.linear fp32",
+            [lambda x=x, w=w: F.linear(x, w) for x, w in zip(xs, ws, strict=True)],
+            note="F.linear fp32, the same pruned weight dense",
+        ),
+        Candidate(
+            "F.linear bf16",
+            [lambda x=x, w=w: F.linear(x, w) for x, w in zip(xbs, wbs, strict=True)],
+            note="F.linear bf16, x and the dense weight cast to bf16",
+        ),
+    ]
+    ref = F.linear(xs[0].double(), ws[0].double())
+    errs = _errors(first_outputs(cands), ref)
+    sb = {
+        "effdl": N * K * 2 + N * formats.meta_bytes(K) + M * K * 4,
+        "F.linear fp32": N * K * 4 + M * K * 4,
+        "F.linear bf16": N * K * 2 + xb_bytes,
+    }
+    return Built(cands, n, sb, errs, 1e-4, "fp64 F.linear, same 2:4-pruned dense weight")
+
+
+def _build_int8_linear(K: int, N: int, M: int, llc: int) -> Built:
+    n = rotation_sets(N * K + M * K * 4, llc)
+    ws = _weights(n, N, K, nm=False)
+    xs = _inputs(n, M, K)
+    qw = [ops.quantize_rows(w) for w in ws]  # symmetric per output channel
+
+    def w8a8(x, wq, s):
+        q, qs = ops.quantize_rows(x)
+        return ops.int8_linear(q, qs, wq, s)
+
+    def make_ao() -> Candidate:
+        mods = [_ao_dynamic_int8(w) for w in ws]
+        return Candidate(
+            "torch.ao dyn int8",
+            [lambda x=x, m=m: m(x) for x, m in zip(xs, mods, strict=True)],
+            note="quantize_dynamic(nn.Linear), qint8 per-tensor weights, x86/FBGEMM engine",
+        )
+
+    cands = [
+        Candidate(
+            "effdl",
+            [lambda x=x, p=p: w8a8(x, *p) for x, p in zip(xs, qw, strict=True)],
+            note="effdl.ops.quantize_rows(x) + effdl.ops.int8_linear: the full dynamic W8A8 path",
+        ),
+        Candidate("F.linear fp32", [lambda x=x, w=w: F.linear(x, w) for x, w in zip(xs, ws, strict=True)]),
+        _try("torch.ao dyn int8", make_ao),
+    ]
+    ref = F.linear(xs[0].double(), ws[0].double())
+    errs = _errors(first_outputs(cands), ref)
+    sb = {
+        "effdl": N * K + N * 4 + M * K * 4,
+        "F.linear fp32": N * K * 4 + M * K * 4,
+        "torch.ao dyn int8": N * K + M * K * 4,
+    }
+    # int8 x int8 with per-row/per-channel scales: ~1% of the output norm is quantization error
+    return Built(cands, n, sb, errs, 5e-2, "fp64 F.linear of the unquantized weight and input")
+
+
+def _build_int8_weight_linear(K: int, N: int, M: int, llc: int) -> Built:
+    n = rotation_sets(N * K + M * K * 4, llc)
+    ws = _weights(n, N, K, nm=False)
+    xs = _inputs(n, M, K)
+    qw = [ops.quantize_rows(w) for w in ws]
+    deq = [wq.float() * s[:, None] for wq, s in qw]  # fp32 peer uses the dequantized weight: same math
+
+    def make_pack() -> Candidate:
+        probe = torch.ones(8, 8, dtype=torch.int8)
+        torch._weight_int8pack_mm(torch.randn(2, 8), probe, torch.ones(8))  # raises where unsupported
+        calls = [
+            lambda x=x, p=p: torch._weight_int8pack_mm(x, p[0], p[1]) for x, p in zip(xs, qw, strict=True)
+        ]
+        return Candidate("_weight_int8pack_mm", calls, note="torch._weight_int8pack_mm (fp32 x, int8 weight)")
+
+    cands = [
+        Candidate(
+            "effdl",
+            [lambda x=x, p=p: ops.int8_weight_linear(x, p[0], p[1]) for x, p in zip(xs, qw, strict=True)],
+            note="effdl.ops.int8_weight_linear (fp32 x, int8 weight)",
+        ),
+        Candidate(
+            "F.linear fp32",
+            [lambda x=x, w=w: F.linear(x, w) for x, w in zip(xs, deq, strict=True)],
+            note="F.linear fp32 on the dequantized weight",
+        ),
+        _try("_weight_int8pack_mm", make_pack),
+    ]
+    ref = F.linear(xs[0].double(), deq[0].double())
+    errs = _errors(first_outputs(cands), ref)
+    sb = {
+        "effdl": N * K + N * 4 + M * K * 4,
+        "F.linear fp32": N * K * 4 + M * K * 4,
+        "_weight_int8pack_mm": N * K + N * 4 + M * K * 4,
+    }
+    return Built(cands, n, sb, errs, 1e-4, "fp64 F.linear of the dequantized weight")
+
+
+_BUILDERS = {
+    "nm_linear": _build_nm_linear,
+    "int8_linear": _build_int8_linear,
+    "int8_weight_linear": _build_int8_weight_linear,
+}
+
+# (K, N): MiniLM-L12 (384 hidden, 1536 FFN), BERT-base (768, 3072), Llama-class 4096 and its 11008 FFN
+LINEAR_SHAPES_FULL = [
+    (384, 384),
+    (384, 1536),
+    (1536, 384),
+    (768, 768),
+    (768, 3072),
+    (3072, 768),
+    (4096, 4096),
+    (4096, 11008),
+]
+LINEAR_M_FULL = (1, 16, 128)
+LINEAR_QUICK = [(768, 768, 1), (768, 768, 128), (4096, 4096, 1)]
+
+
+# ---------------------------------------------------------------- dwsep_conv2d
+
+
+def _dwsep_case(C: int, H: int, Cout: int, stride: int, B: int) -> Case:
+    Ho = (H + 2 - 3) // stride + 1
+    flops = 2.0 * B * Ho * Ho * (9 * C + C * Cout)
+    nbytes = 4 * (B * C * H * H + B * Cout * Ho * Ho + C * 9 + C + Cout * C + Cout)
+    params = {
+        "B": B,
+        "C": C,
+        "H": H,
+        "W": H,
+        "Cout": Cout,
+        "stride": stride,
+        "kernel": 3,
+        "dw_activation": "relu6",
+        "pw_activation": "none",
+        "dtype": "float32",
+    }
+    return Case(
+        "dwsep_conv2d",
+        f"B={B} C={C} {H}x{H} s{stride} -> {Cout}",
+        params,
+        flops,
+        flops,
+        nbytes,
+        lambda llc: _build_dwsep(C, H, Cout, stride, B, llc),
+    )
+
+
+def _build_dwsep(C: int, H: int, Cout: int, stride: int, B: int, llc: int) -> Built:
+    n = rotation_sets(B * C * H * H * 4, llc)
+    xs = _inputs(n, B, C, H, H)
+    xcl = [x.contiguous(memory_format=torch.channels_last) for x in xs]
+    dw = nn.Conv2d(C, C, 3, stride, 1, groups=C)
+    pw = nn.Conv2d(C, Cout, 1)
+    nchw = nn.Sequential(dw, nn.ReLU6(), pw).eval()
+    cl = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
+    dww, dwb, pww, pwb = dw.weight.detach(), dw.bias.detach(), pw.weight.detach(), pw.bias.detach()
+
+    def fused(x):
+        return ops.dwsep_conv2d(x, dww, dwb, pww, pwb, (stride, stride), (1, 1), (1, 1), "relu6", "none")
+
+    cands = [
+        Candidate(
+            "effdl",
+            [lambda x=x: fused(x) for x in xcl],
+            note="effdl.ops.dwsep_conv2d, channels_last input (the fast layout)",
+        ),
+        Candidate(
+            "torch CL (oneDNN)",
+            [lambda x=x: cl(x) for x in xcl],
+            note="nn.Conv2d depthwise + ReLU6 + nn.Conv2d 1x1, channels_last",
+        ),
+        Candidate("torch NCHW", [lambda x=x: nchw(x) for x in xs], note="same modules, NCHW"),
+    ]
+    ref = reference.dwsep_conv2d(
+        xs[0].double(),
+        dww.double(),
+        dwb.double(),
+        pww.double(),
+        pwb.double(),
+        [stride] * 2,
+        [1, 1],
+        [1, 1],
+        "relu6",
+        "none",
+    )
+    errs = _errors(first_outputs(cands), ref)
+    xb = B * C * H * H * 4
+    return Built(
+        cands,
+        n,
+        {"effdl": xb, "torch CL (oneDNN)": xb, "torch NCHW": xb},
+        errs,
+        1e-4,
+        "fp64 reference.dwsep_conv2d",
+    )
+
+
+# MobileNetV2 at 224x224: expanded channels C at the depthwise input H, stride, projection Cout
+DWSEP_BLOCKS_FULL = [(32, 112, 16, 1), (96, 112, 24, 2), (144, 56, 24, 1), (384, 14, 64, 1), (960, 7, 160, 1)]
+DWSEP_QUICK = [(32, 112, 16, 1, 1), (384, 14, 64, 1, 1)]
+
+
+# ---------------------------------------------------------------- N:M format conversion
+
+
+def _nm_format_case(op: str, N: int, K: int) -> Case:
+    packed = N * K // 2 * 4 + N * formats.meta_bytes(K)
+    nbytes = N * K * 4 + packed  # compress: read dense, write packed; decompress: the reverse
+    return Case(
+        op,
+        f"{N}x{K} fp32",
+        {"rows": N, "K": K, "n": 2, "m": 4, "dtype": "float32"},
+        None,
+        None,
+        nbytes,
+        lambda llc: _build_nm_format(op, N, K, llc),
+    )
+
+
+def _build_nm_format(op: str, N: int, K: int, llc: int) -> Built:
+    n = rotation_sets(N * K * 2 + N * formats.meta_bytes(K), llc)
+    ws = _weights(n, N, K, nm=True)
+    if op == "nm_compress":
+        cands = [
+            Candidate(
+                "effdl", [lambda w=w: ops.nm_compress(w, 2, 4) for w in ws], note="effdl.ops.nm_compress"
+            ),
+            Candidate(
+                "torch reference",
+                [lambda w=w: reference.nm_compress(w, 2, 4) for w in ws],
+                note="effdl.reference.nm_compress (pure torch)",
+            ),
+        ]
+        outs = first_outputs(cands)
+        v_ref, m_ref = outs["torch reference"]
+        errs = {k: rel_err(v, v_ref) + float((m != m_ref).any()) for k, (v, m) in outs.items()}
+        sb = {"effdl": N * K * 4, "torch reference": N * K * 4}
+    else:
+        packed = [ops.nm_compress(w, 2, 4) for w in ws]
+        cands = [
+            Candidate(
+                "effdl",
+                [lambda p=p: ops.nm_decompress(p[0], p[1], 2, 4) for p in packed],
+                note="effdl.ops.nm_decompress",
+            ),
+            Candidate(
+                "torch reference",
+                [lambda p=p: reference.nm_decompress(p[0], p[1], 2, 4) for p in packed],
+                note="effdl.reference.nm_decompress (pure torch)",
+            ),
+        ]
+        errs = _errors(first_outputs(cands), ws[0])
+        sb = dict.fromkeys(("effdl", "torch reference"), N * K * 2 + N * formats.meta_bytes(K))
+    return Built(cands, n, sb, errs, 0.0, "exact (torch reference / the dense weight)")
+
+
+NM_FORMAT_FULL = [(3072, 768), (4096, 4096), (11008, 4096)]
+NM_FORMAT_QUICK = [(3072, 768)]
+
+
+# ---------------------------------------------------------------- selection
+
+
+def cases(op_names: list[str], quick: bool) -> list[Case]:
+    out: list[Case] = []
+    for op in op_names:
+        if op in _BUILDERS:
+            if quick:
+                out += [_linear_case(op, K, N, M) for K, N, M in LINEAR_QUICK]
+            else:
+                out += [_linear_case(op, K, N, M) for K, N in LINEAR_SHAPES_FULL for M in LINEAR_M_FULL]
+        elif op == "dwsep_conv2d":
+            if quick:
+                out += [_dwsep_case(C, H, Co, s, B) for C, H, Co, s, B in DWSEP_QUICK]
+            else:
+                out += [_dwsep_case(C, H, Co, s, B) for B in (1, 8) for C, H, Co, s in DWSEP_BLOCKS_FULL]
+        elif op in ("nm_compress", "nm_decompress"):
+            out += [_nm_format_case(op, N, K) for N, K in (NM_FORMAT_QUICK if quick else NM_FORMAT_FULL)]
+        else:
+            raise ValueError(f"unknown op {op!r}; choose from {', '.join(OPS)}")
+    return out
