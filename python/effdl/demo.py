@@ -131,5 +131,7 @@ def main(quick: bool = False, seed: int = 0) -> list[dict]:
     rows = run(batch_sizes=(1, 8) if quick else (1, 32), reps=5 if quick else 30, seed=seed)
     print(format_table(rows))
     print("rel. error: ||y - y_float|| / ||y_float|| on a random batch; speedup: float ms / variant ms, "
-          "timed interleaved in this process (medians).")
+          "timed interleaved in this process (medians).\n"
+          "The 2:4 error is magnitude pruning of an untrained network without fine-tuning; "
+          "speedups below 1x are real: see bench/README.md for where each kernel stands.")
     return rows
