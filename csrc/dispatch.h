@@ -29,6 +29,21 @@ void dispatch_float(at::ScalarType t, const char* op, F&& f) {
   }
 }
 
+// The activation / output dtypes of the int8 ops: float32, bfloat16, float16.
+template <typename F>
+void dispatch_act_float(at::ScalarType t, const char* op, F&& f) {
+  switch (t) {
+    case at::kFloat:
+      return f(type_tag<float>{});
+    case at::kBFloat16:
+      return f(type_tag<core::bf16>{});
+    case at::kHalf:
+      return f(type_tag<core::fp16>{});
+    default:
+      TORCH_CHECK(false, "effdl.", op, ": unsupported output dtype ", t);
+  }
+}
+
 // The core type T viewed over a tensor's storage (c10::BFloat16 / c10::Half
 // are a single uint16_t, as are core::bf16 / core::fp16).
 template <typename T>

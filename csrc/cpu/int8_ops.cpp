@@ -2,35 +2,13 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <algorithm>
-#include <limits>
-#include <mutex>
-
 #include "../checks.h"
 #include "../core/multiversion.h"
 #include "../dispatch.h"
+#include "parallel.h"
 
 namespace effdl {
 namespace {
-
-int64_t grain_for(int64_t work_per_item) {
-  constexpr int64_t kWorkPerTask = 1 << 15;
-  return std::max<int64_t>(1, kWorkPerTask / std::max<int64_t>(1, work_per_item));
-}
-
-template <typename F>
-void dispatch_out(at::ScalarType t, const char* op, F&& f) {
-  switch (t) {
-    case at::kFloat:
-      return f(type_tag<float>{});
-    case at::kBFloat16:
-      return f(type_tag<core::bf16>{});
-    case at::kHalf:
-      return f(type_tag<core::fp16>{});
-    default:
-      TORCH_CHECK(false, "effdl.", op, ": unsupported output dtype ", t);
-  }
-}
 
 std::tuple<at::Tensor, at::Tensor> quantize_rows_cpu(const at::Tensor& x) {
   check_quantize_rows(x);
@@ -39,21 +17,16 @@ std::tuple<at::Tensor, at::Tensor> quantize_rows_cpu(const at::Tensor& x) {
   const int64_t R = x2.size(0);
   at::Tensor q = at::empty(x.sizes(), x.options().dtype(at::kChar));
   at::Tensor scale = at::empty(x.sizes().slice(0, x.dim() - 1), x.options().dtype(at::kFloat));
-  int64_t bad_row = std::numeric_limits<int64_t>::max();
-  std::mutex mu;
-  dispatch_out(x.scalar_type(), "quantize_rows", [&](auto tag) {
+  FirstFailure bad;
+  dispatch_act_float(x.scalar_type(), "quantize_rows", [&](auto tag) {
     using T = typename decltype(tag)::type;
     at::parallel_for(0, R, grain_for(K), [&](int64_t b, int64_t e) {
       const int64_t r = core::mv::quantize_rows_block(data_as<T>(x2), K, K, q.data_ptr<int8_t>(), K,
                                                   scale.data_ptr<float>(), b, e);
-      if (r >= 0) {
-        std::lock_guard<std::mutex> lock(mu);
-        bad_row = std::min(bad_row, r);
-      }
+      if (r >= 0) bad.report(r);
     });
   });
-  TORCH_CHECK(bad_row == std::numeric_limits<int64_t>::max(),
-              "effdl.quantize_rows: x holds NaN or Inf (row ", bad_row,
+  TORCH_CHECK(!bad.failed(), "effdl.quantize_rows: x holds NaN or Inf (row ", bad.row(),
               " of x viewed as [-1, K]); int8 cannot represent it");
   return {q, scale};
 }
@@ -70,7 +43,7 @@ at::Tensor int8_linear_cpu(const at::Tensor& q, const at::Tensor& q_scale, const
   const int64_t M = q2.size(0);
   at::Tensor y = at::empty(linear_out_shape(q, N), q.options().dtype(out_t));
   if (M == 0 || N == 0) return y;
-  dispatch_out(out_t, "int8_linear", [&](auto tag) {
+  dispatch_act_float(out_t, "int8_linear", [&](auto tag) {
     using Out = typename decltype(tag)::type;
     at::parallel_for(0, N, grain_for(M * K), [&](int64_t b, int64_t e) {
       core::mv::int8_linear_block(q2.data_ptr<int8_t>(), K, qs.data_ptr<float>(), M, K,
@@ -93,7 +66,7 @@ at::Tensor int8_weight_linear_cpu(const at::Tensor& x, const at::Tensor& wq_in,
   const int64_t M = x2.size(0);
   at::Tensor y = at::empty(linear_out_shape(x, N), x.options());
   if (M == 0 || N == 0) return y;
-  dispatch_out(x.scalar_type(), "int8_weight_linear", [&](auto tag) {
+  dispatch_act_float(x.scalar_type(), "int8_weight_linear", [&](auto tag) {
     using Out = typename decltype(tag)::type;
     at::parallel_for(0, N, grain_for(M * K), [&](int64_t b, int64_t e) {
       core::mv::int8_weight_linear_block(x2.data_ptr<float>(), K, M, K, wq.data_ptr<int8_t>(),

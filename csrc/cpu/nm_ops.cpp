@@ -3,42 +3,16 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <limits>
-#include <mutex>
 
 #include "../checks.h"
 #include "../core/nm_format.h"
 #include "../core/multiversion.h"
 #include "../core/nm_linear.h"
 #include "../dispatch.h"
+#include "parallel.h"
 
 namespace effdl {
 namespace {
-
-// Remembers the smallest failing index reported by any parallel chunk.
-class FirstFailure {
- public:
-  void report(int64_t row, int64_t detail) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (row < row_) {
-      row_ = row;
-      detail_ = detail;
-    }
-  }
-  bool failed() const { return row_ != std::numeric_limits<int64_t>::max(); }
-  int64_t row() const { return row_; }
-  int64_t detail() const { return detail_; }
-
- private:
-  std::mutex mu_;
-  int64_t row_ = std::numeric_limits<int64_t>::max();
-  int64_t detail_ = -1;
-};
-
-int64_t grain_for(int64_t work_per_item) {
-  constexpr int64_t kWorkPerTask = 1 << 15;
-  return std::max<int64_t>(1, kWorkPerTask / std::max<int64_t>(1, work_per_item));
-}
 
 std::tuple<at::Tensor, at::Tensor> nm_compress_cpu(const at::Tensor& w_in, int64_t n, int64_t m) {
   check_nm_compress(w_in, n, m);
@@ -88,7 +62,7 @@ at::Tensor nm_decompress_cpu(const at::Tensor& values_in, const at::Tensor& meta
         if (!core::nm_decompress_row(data_as<T>(values) + r * kept,
                                      meta.data_ptr<uint8_t>() + r * meta.size(1), K, int(n),
                                      int(m), cols.data(), data_as<T>(w) + r * K)) {
-          bad.report(r, 0);
+          bad.report(r);
           return;
         }
       }
@@ -110,8 +84,7 @@ at::Tensor nm_linear_cpu(const at::Tensor& x, const at::Tensor& values_in,
   at::Tensor y = at::empty(linear_out_shape(x, N), x.options());
   if (M == 0 || N == 0) return y;
   const at::Tensor bias = bias_in.has_value() ? bias_in->contiguous() : at::Tensor();
-  bool ok = true;
-  std::mutex mu;
+  FirstFailure bad;
   dispatch_float(values.scalar_type(), "nm_linear", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = core::acc_t<T>;
@@ -130,12 +103,11 @@ at::Tensor nm_linear_cpu(const at::Tensor& x, const at::Tensor& values_in,
     at::parallel_for(0, N, grain_for(M * kept), [&](int64_t b, int64_t e) {
       if (!core::mv::nm_linear_block(xp, K, xtp, M, K, data_as<T>(values), meta.data_ptr<uint8_t>(),
                                  int(n), int(m), bp, data_as<T>(y), N, b, e)) {
-        std::lock_guard<std::mutex> lock(mu);
-        ok = false;
+        bad.report(b);
       }
     });
   });
-  TORCH_CHECK(ok, "effdl.nm_linear: meta is not a valid ", n, ":", m, " mask (exactly ", n,
+  TORCH_CHECK(!bad.failed(), "effdl.nm_linear: meta is not a valid ", n, ":", m, " mask (exactly ", n,
               " bits per group of ", m, "); build it with effdl.nm_compress");
   return y;
 }

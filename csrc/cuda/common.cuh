@@ -29,17 +29,10 @@ struct device_type<core::fp16> {
 template <typename T>
 using device_t = typename device_type<T>::type;
 
-// Compute type: fp32 for fp32/bf16/fp16, fp64 for fp64 (as core::acc_t).
+// Compute type: fp32 for fp32/bf16/fp16 (core::acc_t's default also covers the
+// device 16-bit types), fp64 for fp64.
 template <typename T>
-struct acc_type {
-  using type = float;
-};
-template <>
-struct acc_type<double> {
-  using type = double;
-};
-template <typename T>
-using acc_t = typename acc_type<T>::type;
+using acc_t = core::acc_t<T>;
 
 __device__ __forceinline__ float load(float v) { return v; }
 __device__ __forceinline__ double load(double v) { return v; }

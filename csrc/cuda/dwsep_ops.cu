@@ -11,6 +11,7 @@
 
 #include "../checks.h"
 #include "../dispatch.h"
+#include "../dwsep_weights.h"
 #include "dwsep_kernels.cuh"
 
 namespace effdl {
@@ -36,16 +37,13 @@ at::Tensor dwsep_conv2d_cuda(const at::Tensor& x, const at::Tensor& dw_weight,
       using T = gpu::device_t<CoreT>;
       using A = gpu::acc_t<T>;
       static_assert(std::is_same_v<A, core::acc_t<CoreT>>, "CPU and CUDA compute types agree");
-      const at::ScalarType acc = acc_scalar_type<CoreT>();
-      const at::Tensor dw_w = dw_weight.to(acc).reshape({s.C, s.kh * s.kw}).t().contiguous();
-      const at::Tensor pw_wt = pw_weight.to(acc).reshape({s.Cout, s.C}).t().contiguous();
-      const at::Tensor dw_b = dw_bias.has_value() ? dw_bias->to(acc).contiguous() : at::Tensor();
-      const at::Tensor pw_b = pw_bias.has_value() ? pw_bias->to(acc).contiguous() : at::Tensor();
+      const DwsepWeights w =
+          dwsep_weights(s, dw_weight, dw_bias, pw_weight, pw_bias, acc_scalar_type<CoreT>());
       constexpr int kBlock = gpu::kThreads;
       const int64_t pixels = s.B * s.Ho * s.Wo;  // one block per output pixel
       gpu::dwsep_conv2d_kernel<T, kBlock><<<gpu::grid_for(pixels, 1), kBlock, 0, stream>>>(
-          s, data_as<T>(xn), data_as<A>(dw_w), dw_b.defined() ? data_as<A>(dw_b) : nullptr,
-          data_as<A>(pw_wt), pw_b.defined() ? data_as<A>(pw_b) : nullptr, dw_act, pw_act,
+          s, data_as<T>(xn), data_as<A>(w.dw_w), w.dw_b.defined() ? data_as<A>(w.dw_b) : nullptr,
+          data_as<A>(w.pw_wt), w.pw_b.defined() ? data_as<A>(w.pw_b) : nullptr, dw_act, pw_act,
           data_as<T>(y));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });

@@ -13,21 +13,6 @@
 namespace effdl {
 namespace {
 
-// The activation / output dtypes of the int8 ops (as the CPU glue's switch).
-template <typename F>
-void dispatch_out(at::ScalarType t, const char* op, F&& f) {
-  switch (t) {
-    case at::kFloat:
-      return f(type_tag<float>{});
-    case at::kBFloat16:
-      return f(type_tag<core::bf16>{});
-    case at::kHalf:
-      return f(type_tag<core::fp16>{});
-    default:
-      TORCH_CHECK(false, "effdl.", op, ": unsupported output dtype ", t);
-  }
-}
-
 std::tuple<at::Tensor, at::Tensor> quantize_rows_cuda(const at::Tensor& x) {
   check_quantize_rows(x);
   const c10::cuda::CUDAGuard guard(x.device());
@@ -39,7 +24,7 @@ std::tuple<at::Tensor, at::Tensor> quantize_rows_cuda(const at::Tensor& x) {
   if (R == 0) return {q, scale};
   const at::Tensor first_bad = gpu::failure_flag(x);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  dispatch_out(x.scalar_type(), "quantize_rows", [&](auto tag) {
+  dispatch_act_float(x.scalar_type(), "quantize_rows", [&](auto tag) {
     using T = gpu::device_t<typename decltype(tag)::type>;
     constexpr int kBlock = gpu::kThreads;
     gpu::quantize_rows_kernel<T, kBlock><<<gpu::grid_for(R, 1), kBlock, 0, stream>>>(
@@ -67,7 +52,7 @@ at::Tensor int8_linear_cuda(const at::Tensor& q, const at::Tensor& q_scale, cons
   at::Tensor y = at::empty(linear_out_shape(q, N), q.options().dtype(out_t));
   if (M == 0 || N == 0) return y;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  dispatch_out(out_t, "int8_linear", [&](auto tag) {
+  dispatch_act_float(out_t, "int8_linear", [&](auto tag) {
     using Out = gpu::device_t<typename decltype(tag)::type>;
     gpu::int8_linear_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
         q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
@@ -90,7 +75,7 @@ at::Tensor int8_weight_linear_cuda(const at::Tensor& x, const at::Tensor& wq_in,
   at::Tensor y = at::empty(linear_out_shape(x, N), x.options());
   if (M == 0 || N == 0) return y;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  dispatch_out(x.scalar_type(), "int8_weight_linear", [&](auto tag) {
+  dispatch_act_float(x.scalar_type(), "int8_weight_linear", [&](auto tag) {
     using Out = gpu::device_t<typename decltype(tag)::type>;
     gpu::int8_weight_linear_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
         x2.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(),

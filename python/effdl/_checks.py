@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import torch
 
+from effdl.formats import meta_bytes
+
 FLOATS = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 ACT_FLOATS = (torch.float32, torch.bfloat16, torch.float16)
 ACTIVATIONS = ("none", "relu", "relu6")
 INT8_MAX_K = 131071  # K * 128 * 128 <= 2**31 - 1 keeps the int32 accumulator exact
-
-
-def meta_bytes(K: int) -> int:
-    return (K + 7) // 8
 
 
 def _same_device(ref: torch.Tensor, ref_name: str, t: torch.Tensor, name: str, op: str) -> None:

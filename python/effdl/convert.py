@@ -14,15 +14,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
 from torch import nn
 
+from effdl import _checks
 from effdl.nn import DWSeparableConv2d, QLinear, SparseLinear
 from effdl.nn.dwsep import bn_unfoldable, dwsep_incompatibility
 from effdl.nn.qlinear import MODES
 
 FilterFn = Callable[[nn.Module, str], bool]
-SUPPORTED_FLOATS = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
 
 @dataclass
@@ -92,7 +91,7 @@ def sparsify_(
     def why_not(lin: nn.Linear) -> str | None:
         if lin.in_features % m:
             return f"in_features not a multiple of {m}"
-        if lin.weight.dtype not in SUPPORTED_FLOATS:
+        if lin.weight.dtype not in _checks.FLOATS:
             return f"dtype {lin.weight.dtype} unsupported"
         return None
 
@@ -108,9 +107,9 @@ def quantize_(
         raise ValueError(f"quantize_: mode must be one of {MODES}, got {mode!r}")
 
     def why_not(lin: nn.Linear) -> str | None:
-        if lin.weight.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        if lin.weight.dtype not in _checks.ACT_FLOATS:
             return f"dtype {lin.weight.dtype} unsupported by the int8 kernels"
-        if lin.in_features > 131071 and mode == "dynamic":
+        if lin.in_features > _checks.INT8_MAX_K and mode == "dynamic":
             return "in_features above the int32-exact bound"
         return None
 

@@ -201,15 +201,12 @@ def _nm_linear_backward(ctx, grad_y):
     if ctx.needs_input_grad[1]:
         # dense dW = g.T @ x, read back only at the kept positions: the pattern holds
         cols = formats.kept_columns(meta, K, n, m)
-        gw = g2.t().to(_acc(x.dtype)) @ x.reshape(-1, K).to(_acc(x.dtype))
+        ct = reference.compute_dtype(x.dtype)
+        gw = g2.t().to(ct) @ x.reshape(-1, K).to(ct)
         gv = gw.gather(1, cols).to(values.dtype)
     if ctx.has_bias and ctx.needs_input_grad[5]:
         gb = g2.sum(0)
     return gx, gv, None, None, None, gb
-
-
-def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _act_grad(grad: torch.Tensor, pre: torch.Tensor, name: str) -> torch.Tensor:
@@ -232,7 +229,7 @@ def _dwsep_backward(ctx, grad_y):
     x, dw_weight, dw_bias, pw_weight, pw_bias = ctx.saved_tensors
     stride, padding, dilation, dw_act, pw_act = ctx.conf
     C = x.shape[1]
-    ct = _acc(x.dtype)
+    ct = reference.compute_dtype(x.dtype)
 
     def up(t):
         return None if t is None else t.to(ct)

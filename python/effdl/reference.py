@@ -18,7 +18,8 @@ INT8_MAX_K = _checks.INT8_MAX_K
 ACTIVATIONS = _checks.ACTIVATIONS
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The accumulator dtype of the kernels: float64 for float64, else float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
@@ -50,7 +51,7 @@ def nm_linear(x, values, meta, n: int, m: int, bias=None):
     """``x[*, K] @ W.T + bias`` with ``W = nm_decompress(values, meta)``; differentiable."""
     _checks.nm_linear(x, values, meta, n, m, bias)
     w = nm_decompress(values, meta, n, m, _op="nm_linear")
-    ct = _compute_dtype(x.dtype)
+    ct = compute_dtype(x.dtype)
     y = F.linear(x.to(ct), w.to(ct), None if bias is None else bias.to(ct))
     return y.to(x.dtype)
 
@@ -89,7 +90,7 @@ def int8_linear(q, q_scale, wq, w_scale, bias=None, out_dtype=None):
 def int8_weight_linear(x, wq, w_scale, bias=None):
     """Weight-only int8: ``x @ (wq * w_scale[:, None]).T + bias`` in ``x``'s dtype."""
     _checks.int8_weight_linear(x, wq, w_scale, bias)
-    ct = _compute_dtype(x.dtype)
+    ct = compute_dtype(x.dtype)
     y = F.linear(x.to(ct), wq.to(ct)) * w_scale.to(ct)
     if bias is not None:
         y = y + bias.to(ct)
@@ -111,7 +112,7 @@ def dwsep_conv2d(x, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding, dil
     """Depthwise conv -> activation -> 1x1 conv -> activation; output keeps ``x``'s memory format."""
     _checks.dwsep_conv2d(x, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding, dilation,
                          dw_activation, pw_activation)
-    ct = _compute_dtype(x.dtype)
+    ct = compute_dtype(x.dtype)
 
     def cast(t):
         return None if t is None else t.to(ct)
