@@ -13,23 +13,8 @@ struct type_tag {
   using type = T;
 };
 
-template <typename F>
-void dispatch_float(at::ScalarType t, const char* op, F&& f) {
-  switch (t) {
-    case at::kFloat:
-      return f(type_tag<float>{});
-    case at::kDouble:
-      return f(type_tag<double>{});
-    case at::kBFloat16:
-      return f(type_tag<core::bf16>{});
-    case at::kHalf:
-      return f(type_tag<core::fp16>{});
-    default:
-      TORCH_CHECK(false, "effdl.", op, ": unsupported dtype ", t);
-  }
-}
-
-// The activation / output dtypes of the int8 ops: float32, bfloat16, float16.
+// The activation dtypes (of the int8 ops, and the 16/32-bit float ones of
+// every op): float32, bfloat16, float16.
 template <typename F>
 void dispatch_act_float(at::ScalarType t, const char* op, F&& f) {
   switch (t) {
@@ -40,8 +25,15 @@ void dispatch_act_float(at::ScalarType t, const char* op, F&& f) {
     case at::kHalf:
       return f(type_tag<core::fp16>{});
     default:
-      TORCH_CHECK(false, "effdl.", op, ": unsupported output dtype ", t);
+      TORCH_CHECK(false, "effdl.", op, ": unsupported dtype ", t);
   }
+}
+
+// Every float dtype the float ops take: the activation dtypes and float64.
+template <typename F>
+void dispatch_float(at::ScalarType t, const char* op, F&& f) {
+  if (t == at::kDouble) return f(type_tag<double>{});
+  dispatch_act_float(t, op, f);
 }
 
 // The core type T viewed over a tensor's storage (c10::BFloat16 / c10::Half
