@@ -5,6 +5,7 @@ pure-PyTorch reference with a one-time warning."""
 from __future__ import annotations
 
 import importlib.util
+from functools import cache
 
 import torch  # noqa: F401  (the extension links against torch's libraries)
 
@@ -24,9 +25,11 @@ def available() -> bool:
     return C is not None
 
 
+@cache  # fixed at build time; asked on every op call by the backend selection
 def build_info() -> dict:
     return dict(C.build_info()) if C is not None else {"cuda": False, "cuda_archs": ""}
 
 
+@cache
 def cpu_features() -> dict:
     return dict(C.cpu_features()) if C is not None else {}

@@ -26,10 +26,8 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 def nm_compress(w: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``w[rows, K]`` (already N:M sparse) -> ``(values[rows, K*n/m], meta[rows, ceil(K/8)] uint8)``."""
     _checks.nm_compress(w, n, m)
-    keep = formats.keep_mask(w, n, m)
-    K = w.shape[1]
-    cols = formats.kept_columns(formats.pack_mask(keep), K, n, m)
-    return w.gather(1, cols), formats.pack_mask(keep)
+    meta = formats.pack_mask(formats.keep_mask(w, n, m))
+    return w.gather(1, formats.kept_columns(meta, w.shape[1], n, m)), meta
 
 
 def _valid_mask_k(values, meta, n: int, m: int, op: str) -> int:
