@@ -2,7 +2,7 @@
 
 They are deliberately plain (no hidden state): compression steps that must run
 inside training — re-applying pruning masks, a gradual pruning schedule, a
-distillation loss — plug in through ``loss_fn`` and ``after_step``.
+distillation loss — plug in through ``compute_loss`` and ``after_step``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+ComputeLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -25,7 +25,7 @@ def train(
     data: Iterable[tuple[torch.Tensor, torch.Tensor]],
     epochs: int = 10,
     lr: float = 1e-2,
-    loss_fn: LossFn = cross_entropy_loss,
+    compute_loss: ComputeLoss = cross_entropy_loss,
     optimizer: torch.optim.Optimizer | None = None,
     after_step: Callable[[], None] | None = None,
     progress: Callable[[int, float], None] | None = None,
@@ -34,7 +34,8 @@ def train(
 
     Args:
         data: re-iterable batches ``(x, y)`` (e.g. a ``DataLoader``).
-        loss_fn: ``loss_fn(model, x, y) -> scalar``; cross-entropy by default.
+        compute_loss: ``compute_loss(model, x, y) -> scalar``; cross-entropy by default
+            (a distillation loss, for example, closes over its teacher).
         optimizer: defaults to SGD with momentum 0.9, weight decay 5e-4 and a
             cosine learning-rate decay over the whole run.
         after_step: called after every optimizer step (re-apply masks, advance a
@@ -56,7 +57,7 @@ def train(
         total, count = 0.0, 0
         for x, y in data:
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model, x, y)
+            loss = compute_loss(model, x, y)
             loss.backward()
             optimizer.step()
             if scheduler is not None:
