@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -10,6 +11,12 @@ import torch
 import effdl  # noqa: F401  (loads effdl._C, which registers torch.ops.effdl.*)
 
 HAS_CUDA = torch.cuda.is_available()
+
+# Without a GPU the Triton kernels (effdl.triton) run on CPU tensors in triton's interpreter, which
+# triton picks when a kernel is defined: the variable must be set before effdl.triton is imported.
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 NO_CUDA_REASON = "no CUDA GPU"
 
 # devices every device-parametrized test runs on here

@@ -1,16 +1,18 @@
 """Which backends exist, and which one an op uses.
 
 Backends: ``"cpu"`` / ``"cuda"`` (the native kernels of ``effdl._C``),
-``"reference"`` (pure PyTorch, :mod:`effdl.reference`) and ``"auto"`` (the
-default): the native kernel of the tensor's device where it is built and — on a
-GPU — validated on that architecture (``validated.json``), else the reference
-with a one-time warning. ``effdl.set_backend(name)`` or the ``EFFDL_BACKEND``
-environment variable forces one. Triton kernels are not part of this release;
-asking for ``"triton"`` raises.
+``"triton"`` (:mod:`effdl.triton`: CUDA tensors, or CPU tensors in triton's
+interpreter under ``TRITON_INTERPRET=1``), ``"reference"`` (pure PyTorch,
+:mod:`effdl.reference`) and ``"auto"`` (the default). ``auto`` takes the native
+kernel of the tensor's device where it is built and — on a GPU — validated on
+that architecture (``validated.json``); on a GPU without one, the Triton kernel
+when triton is installed; else the reference with a one-time warning.
+``effdl.set_backend(name)`` or the ``EFFDL_BACKEND`` environment variable forces one.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import warnings
@@ -31,6 +33,16 @@ OPS = (
     "int8_weight_linear",
     "dwsep_conv2d",
 )
+# the ops with a kernel in effdl.triton
+TRITON_OPS = (
+    "nm_compress",
+    "nm_decompress",
+    "nm_linear",
+    "quantize_rows",
+    "int8_linear",
+    "int8_weight_linear",
+    "dwsep_conv2d",
+)
 
 _backend = "auto"
 _warned: set[tuple[str, str]] = set()
@@ -39,8 +51,6 @@ _warned: set[tuple[str, str]] = set()
 def _check_name(name: str) -> str:
     if name not in BACKENDS:
         raise ValueError(f"effdl backend must be one of {BACKENDS}, got {name!r}")
-    if name == "triton":
-        raise ValueError("effdl: the 'triton' backend has no kernels in this release; use 'auto', 'cpu', 'cuda' or 'reference'")
     return name
 
 
@@ -79,6 +89,31 @@ def native_built(device_type: str) -> bool:
     return False
 
 
+@cache
+def triton_installed() -> bool:
+    """Whether the ``triton`` package can be imported (looked up, not imported)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_interpreter_requested() -> bool:
+    """Whether ``TRITON_INTERPRET`` asks for triton's interpreter (kernels on CPU tensors)."""
+    return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _check_triton(op: str, device: torch.device) -> None:
+    """Raise unless the forced Triton backend can run ``op`` on ``device``."""
+    if op not in TRITON_OPS:
+        raise RuntimeError(f"effdl.{op}: backend 'triton' is forced but {op} has no Triton kernel; "
+                           "use 'auto', 'cpu', 'cuda' or 'reference'")
+    if not triton_installed():
+        raise RuntimeError(f"effdl.{op}: backend 'triton' is forced but the triton package is not installed "
+                           "(pip install triton)")
+    if device.type == "cuda" or (device.type == "cpu" and triton_interpreter_requested()):
+        return
+    raise RuntimeError(f"effdl.{op}: backend 'triton' is forced but the input is on {device}: the Triton kernels "
+                       "run on CUDA tensors, or on CPU tensors in triton's interpreter (TRITON_INTERPRET=1)")
+
+
 def _warn_once(op: str, why: str) -> None:
     if (op, why) not in _warned:
         _warned.add((op, why))
@@ -86,12 +121,15 @@ def _warn_once(op: str, why: str) -> None:
 
 
 def select(op: str, device: torch.device) -> str:
-    """``"native"`` or ``"reference"`` for ``op`` on ``device`` under the backend in force."""
+    """``"native"``, ``"triton"`` or ``"reference"`` for ``op`` on ``device`` under the backend in force."""
     if device.type == "meta" and _ext.available():
         return "native"  # shapes only: the registered fake answers
     backend = get_backend()
     if backend == "reference":
         return "reference"
+    if backend == "triton":
+        _check_triton(op, device)
+        return "triton"
     if backend in ("cpu", "cuda"):
         if device.type != backend:
             raise RuntimeError(f"effdl.{op}: backend {backend!r} is forced but the input is on {device}")
@@ -99,14 +137,20 @@ def select(op: str, device: torch.device) -> str:
             raise RuntimeError(f"effdl.{op}: backend {backend!r} is forced but effdl._C has no {backend} kernels ({describe_build()})")
         return "native"
     # auto
+    if device.type == "cuda":
+        arch = cuda_arch(device)
+        if native_built("cuda") and arch in validated().get(op, []):
+            return "native"
+        if op in TRITON_OPS and triton_installed():
+            return "triton"
+        native = (f"its CUDA kernel is not validated on {arch} (set_backend('cuda') forces it)" if native_built("cuda")
+                  else f"no native cuda kernel: {describe_build()}")
+        triton = "triton is not installed" if op in TRITON_OPS else "it has no Triton kernel"
+        _warn_once(op, f"{native}, and {triton}")
+        return "reference"
     if not native_built(device.type):
         _warn_once(op, f"no native {device.type} kernel: {describe_build()}")
         return "reference"
-    if device.type == "cuda":
-        arch = cuda_arch(device)
-        if arch not in validated().get(op, []):
-            _warn_once(op, f"its CUDA kernel is not validated on {arch}; set_backend('cuda') forces it")
-            return "reference"
     return "native"
 
 
@@ -115,6 +159,12 @@ def describe_build() -> str:
         return f"native extension not loaded: {_ext.load_error}"
     info = _ext.build_info()
     return "cpu" + (f" + cuda ({info.get('cuda_archs')})" if info.get("cuda") else " only")
+
+
+def _triton_status(op: str) -> str:
+    if op not in TRITON_OPS:
+        return "no kernel"
+    return "yes" if triton_installed() else "triton not installed"
 
 
 def op_backends() -> dict[str, dict[str, str]]:
@@ -126,7 +176,7 @@ def op_backends() -> dict[str, dict[str, str]]:
         table[op] = {
             "cpu": "yes" if native_built("cpu") else "not built",
             "cuda": ("validated " + ",".join(archs) if archs else "built, not validated") if cuda_built else "not built",
-            "triton": "not in this release",
+            "triton": _triton_status(op),
             "reference": "yes",
         }
     return table

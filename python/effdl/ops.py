@@ -1,13 +1,15 @@
 """Typed wrappers of ``torch.ops.effdl.*``, their fake (meta) kernels and autograd.
 
 Each wrapper has the operator's name and signature with keyword defaults and
-routes to the backend chosen by :mod:`effdl.backends` (the native kernel or the
-pure-PyTorch reference). The fakes repeat the native input checks with
+routes to the backend chosen by :mod:`effdl.backends` (the native kernel, the
+Triton kernel or the pure-PyTorch reference). The fakes repeat the native input checks with
 ``torch._check`` so that ``torch.compile`` / ``torch.export`` see the same
 errors and output shapes.
 """
 
 from __future__ import annotations
+
+import importlib
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +21,18 @@ def _native(op: str):
     return getattr(torch.ops.effdl, op)
 
 
+def _triton(op: str):
+    # imported on first use: effdl imports without triton, and TRITON_INTERPRET is read when
+    # the kernels are defined
+    return getattr(importlib.import_module("effdl.triton"), op)
+
+
 def _route(op: str, device: torch.device):
-    if backends.select(op, device) == "native":
+    backend = backends.select(op, device)
+    if backend == "native":
         return _native(op)
+    if backend == "triton":
+        return _triton(op)
     return getattr(reference, op)
 
 

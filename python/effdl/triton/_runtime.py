@@ -44,6 +44,11 @@ def check_device(t: torch.Tensor, op: str) -> None:
     )
 
 
+def as_rows(t: torch.Tensor) -> torch.Tensor:
+    """``t[*, K]`` as ``[rows, K]``: a view where the strides allow, and K may be 0."""
+    return t.unsqueeze(0) if t.dim() == 1 else t.flatten(0, -2)
+
+
 # ---------------------------------------------------------------- op registration
 
 _no_launch = threading.local()

@@ -11,6 +11,7 @@ from effdl import _checks
 from effdl.triton._dot import dot
 from effdl.triton._runtime import (
     INTERPRETED,
+    as_rows,
     check_device,
     configs,
     failure_flag,
@@ -22,11 +23,6 @@ from effdl.triton._runtime import (
 
 FLT_MAX = 3.4028234663852886e38
 FLT_MIN = 1.1754943508222875e-38  # the scale's floor: an all-zero row gets a normal, nonzero scale
-
-
-def _rows(t: torch.Tensor) -> torch.Tensor:
-    """``t[*, K]`` as ``[rows, K]`` (a view where the strides allow)."""
-    return t.reshape(-1, t.shape[-1])
 
 
 def _gemm_configs():
@@ -94,15 +90,17 @@ def _quantize_failure(row: int, args: list[int], data) -> str:
 def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     _checks.quantize_rows(x)
     check_device(x, "quantize_rows")
-    x2 = _rows(x)
+    x2 = as_rows(x)
     M, K = x2.shape
     q = x.new_empty(x.shape, dtype=torch.int8)
     scale = x.new_empty(x.shape[:-1], dtype=torch.float32)
     if M > 0:
         failure = failure_flag(x)
         # a block of whole short rows, or 1024-column strips of long ones
-        block_k = min(triton.next_power_of_2(max(K, 1)), 16 if INTERPRETED else 1024)
+        block_k = min(triton.next_power_of_2(max(K, 1)), 1024)
         block_m = max(1, min(16, 4096 // block_k))
+        if INTERPRETED:  # fewer, taller programs; K still in several strips
+            block_m, block_k = 32, 16
         wrap_triton(_quantize_rows_kernel)[(triton.cdiv(M, block_m),)](
             x2, q, scale, failure, M, K, x2.stride(0), x2.stride(1), BLOCK_M=block_m, BLOCK_K=block_k,
         )
@@ -144,7 +142,7 @@ def _int8_linear(q: torch.Tensor, q_scale: torch.Tensor, wq: torch.Tensor, w_sca
                  bias: torch.Tensor | None = None, out_dtype: torch.dtype | None = None) -> torch.Tensor:
     out_dtype = _checks.int8_linear(q, q_scale, wq, w_scale, bias, out_dtype)
     check_device(q, "int8_linear")
-    q2, s = _rows(q), q_scale.reshape(-1)
+    q2, s = as_rows(q), q_scale.reshape(-1)
     M, K = q2.shape
     N = wq.shape[0]
     y = q.new_empty(M, N, dtype=out_dtype)
@@ -193,7 +191,7 @@ def _int8_weight_linear(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor
                         bias: torch.Tensor | None = None) -> torch.Tensor:
     _checks.int8_weight_linear(x, wq, w_scale, bias)
     check_device(x, "int8_weight_linear")
-    x2 = _rows(x)
+    x2 = as_rows(x)
     M, K = x2.shape
     N = wq.shape[0]
     y = x.new_empty(M, N)

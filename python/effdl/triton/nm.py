@@ -23,6 +23,7 @@ import triton.language as tl
 from effdl import _checks, formats, ops
 from effdl.triton._dot import accumulator, dot
 from effdl.triton._runtime import (
+    as_rows,
     check_device,
     configs,
     failure_flag,
@@ -268,7 +269,7 @@ def _nm_linear(x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, n: int
     K = _checks.nm_linear(x, values, meta, n, m, bias)
     check_device(x, "nm_linear")
     N = values.shape[0]
-    x2 = x.reshape(-1, K)
+    x2 = as_rows(x)
     M = x2.shape[0]
     y = x.new_empty(M, N)
     if M * N > 0:
