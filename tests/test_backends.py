@@ -91,10 +91,60 @@ def test_unknown_backend_raises():
     assert effdl.get_backend() == "auto"
 
 
-def test_triton_backend_raises_clearly():
-    with pytest.raises(ValueError, match=r"'triton' backend has no kernels in this release"):
-        effdl.set_backend("triton")
-    assert effdl.get_backend() == "auto"
+def test_triton_backend_is_accepted(monkeypatch):
+    effdl.set_backend("triton")
+    assert effdl.get_backend() == "triton"
+    effdl.set_backend("auto")
+    monkeypatch.setenv("EFFDL_BACKEND", "triton")
+    assert effdl.get_backend() == "triton"
+
+
+def test_triton_backend_on_cpu_tensor_needs_the_interpreter(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    effdl.set_backend("triton")
+    with pytest.raises(RuntimeError, match=r"quantize_rows: backend 'triton' is forced but the input is on cpu.*"
+                                           r"TRITON_INTERPRET=1"):
+        effdl.ops.quantize_rows(torch.randn(2, 3))
+
+
+def test_triton_backend_without_triton_raises(monkeypatch):
+    monkeypatch.setattr(backends, "triton_installed", lambda: False)
+    effdl.set_backend("triton")
+    with pytest.raises(RuntimeError, match=r"nm_linear: backend 'triton' is forced but the triton package is not installed"):
+        effdl.ops.nm_linear(*_first_sample("nm_linear"))
+    assert set(row["triton"] for row in backends.op_backends().values()) == {"triton not installed"}
+
+
+def test_triton_backend_for_an_op_without_triton_kernel_raises(monkeypatch):
+    monkeypatch.setattr(backends, "TRITON_OPS", tuple(op for op in OPS if op != "int8_linear"))
+    effdl.set_backend("triton")
+    with pytest.raises(RuntimeError, match=r"int8_linear: backend 'triton' is forced but int8_linear has no Triton kernel"):
+        effdl.ops.int8_linear(*_first_sample("int8_linear"))
+    assert backends.op_backends()["int8_linear"]["triton"] == "no kernel"
+
+
+@pytest.mark.parametrize(
+    ("cuda_built", "validated_here", "triton", "expected"),
+    [
+        (True, True, True, "native"),  # a validated native kernel wins
+        (True, False, True, "triton"),  # built but not validated on this GPU
+        (False, False, True, "triton"),  # a CPU-only build
+        (True, False, False, "reference"),
+        (False, False, False, "reference"),
+    ],
+)
+def test_auto_on_cuda_prefers_validated_native_then_triton(monkeypatch, cuda_built, validated_here, triton, expected):
+    """The decision on a CUDA tensor, with the GPU, the build and triton stood in for."""
+    monkeypatch.setattr(backends, "cuda_arch", lambda device: "sm_90")
+    monkeypatch.setattr(backends, "native_built", lambda kind: kind == "cpu" or cuda_built)
+    monkeypatch.setattr(backends, "validated", lambda: {"nm_linear": ["sm_90"] if validated_here else ["sm_80"]})
+    monkeypatch.setattr(backends, "triton_installed", lambda: triton)
+    monkeypatch.setattr(backends, "_warned", set())
+    if expected == "reference":
+        with pytest.warns(RuntimeWarning, match=r"effdl.nm_linear: using the pure-PyTorch reference .*triton is not installed"):
+            assert backends.select("nm_linear", torch.device("cuda")) == expected
+    else:
+        assert backends.select("nm_linear", torch.device("cuda")) == expected
 
 
 def test_forced_cuda_backend_on_cpu_tensor_raises():
@@ -126,10 +176,9 @@ def test_set_backend_wins_over_env_var(monkeypatch):
     assert effdl.get_backend() == "cpu"
 
 
-@pytest.mark.parametrize(("value", "match"), [("bogus", r"must be one of"), ("triton", r"'triton' backend has no kernels")])
-def test_bad_env_var_raises(monkeypatch, value, match):
-    monkeypatch.setenv("EFFDL_BACKEND", value)
-    with pytest.raises(ValueError, match=match):
+def test_bad_env_var_raises(monkeypatch):
+    monkeypatch.setenv("EFFDL_BACKEND", "bogus")
+    with pytest.raises(ValueError, match=r"must be one of"):
         effdl.get_backend()
 
 
@@ -141,6 +190,7 @@ def test_info_lists_every_op():
         assert set(row) >= {"cpu", "cuda", "triton", "reference"}, op
         assert row["cpu"] == "yes", op
         assert row["reference"] == "yes", op
+        assert row["triton"] == ("yes" if backends.triton_installed() else "triton not installed"), op
     assert info["native"] == "loaded"
     assert info["backend"] == "auto"
     assert info["effdl"] == effdl.__version__

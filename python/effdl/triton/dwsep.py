@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from effdl import _checks, ops
-from effdl.triton._dot import accumulator, dot
+from effdl.triton._dot import FP64_TILE, accumulator, dot
 from effdl.triton._runtime import check_device, configs, triton_op, wrap_triton
 
 _ACTIVATION_CODES = {"none": 0, "relu": 1, "relu6": 2}
@@ -47,7 +47,6 @@ def _dwsep_configs():
     return configs(gpu, {"BLOCK_P": 32, "BLOCK_C": 16, "BLOCK_CO": 16})
 
 
-@triton.autotune(configs=_dwsep_configs(), key=["C", "Cout", "P", "KH", "KW"])
 @triton.jit
 def _dwsep_kernel(x_ptr, dw_w_ptr, dw_b_ptr, pw_w_ptr, pw_b_ptr, y_ptr,
                   C, H, W, Cout, Ho, Wo, P,
@@ -94,6 +93,10 @@ def _dwsep_kernel(x_ptr, dw_w_ptr, dw_b_ptr, pw_w_ptr, pw_b_ptr, y_ptr,
     tl.store(y_pix[:, None] + co[None, :] * syc, acc, mask=p_ok[:, None] & co_ok[None, :])
 
 
+_dwsep_kernel_tuned = triton.autotune(configs=_dwsep_configs(), key=["C", "Cout", "P", "KH", "KW"])(_dwsep_kernel)
+_FP64_BLOCKS = {"BLOCK_P": FP64_TILE, "BLOCK_C": FP64_TILE, "BLOCK_CO": FP64_TILE}
+
+
 @triton_op("dwsep_conv2d")
 def _dwsep_conv2d(x: torch.Tensor, dw_weight: torch.Tensor, dw_bias: torch.Tensor | None, pw_weight: torch.Tensor,
                   pw_bias: torch.Tensor | None, stride: list[int], padding: list[int], dilation: list[int],
@@ -110,7 +113,9 @@ def _dwsep_conv2d(x: torch.Tensor, dw_weight: torch.Tensor, dw_bias: torch.Tenso
         def grid(meta):
             return (triton.cdiv(P, meta["BLOCK_P"]), triton.cdiv(Cout, meta["BLOCK_CO"]))
 
-        wrap_triton(_dwsep_kernel)[grid](
+        fp64 = x.dtype == torch.float64
+        kernel, blocks = (_dwsep_kernel, _FP64_BLOCKS) if fp64 else (_dwsep_kernel_tuned, {})
+        wrap_triton(kernel)[grid](
             x, dw_weight, dw_bias if dw_bias is not None else dw_weight, pw_weight,
             pw_bias if pw_bias is not None else pw_weight, y,
             C, H, W, Cout, Ho, Wo, P, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
@@ -118,7 +123,7 @@ def _dwsep_conv2d(x: torch.Tensor, dw_weight: torch.Tensor, dw_bias: torch.Tenso
             pw_weight.stride(0), pw_weight.stride(1), *y.stride(),
             KH=dw_weight.shape[2], KW=dw_weight.shape[3], HAS_DW_BIAS=dw_bias is not None,
             HAS_PW_BIAS=pw_bias is not None, DW_ACT=_ACTIVATION_CODES[dw_activation],
-            PW_ACT=_ACTIVATION_CODES[pw_activation], FP64=x.dtype == torch.float64,
+            PW_ACT=_ACTIVATION_CODES[pw_activation], FP64=fp64, **blocks,
         )
     return y
 

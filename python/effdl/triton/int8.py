@@ -21,8 +21,9 @@ from effdl.triton._runtime import (
     wrap_triton,
 )
 
-FLT_MAX = 3.4028234663852886e38
-FLT_MIN = 1.1754943508222875e-38  # the scale's floor: an all-zero row gets a normal, nonzero scale
+# kernels read globals only as constexprs
+FLT_MAX = tl.constexpr(3.4028234663852886e38)
+FLT_MIN = tl.constexpr(1.1754943508222875e-38)  # the scale's floor: an all-zero row gets a normal, nonzero scale
 
 
 def _gemm_configs():

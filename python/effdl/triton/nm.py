@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from effdl import _checks, formats, ops
-from effdl.triton._dot import accumulator, dot
+from effdl.triton._dot import FP64_TILE, accumulator, dot
 from effdl.triton._runtime import (
     as_rows,
     check_device,
@@ -239,7 +239,6 @@ def _linear_configs():
     return configs(gpu, {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16})
 
 
-@triton.autotune(configs=_linear_configs(), key=["M", "N", "K"])
 @triton.jit
 def _linear_kernel(x_ptr, values_ptr, meta_ptr, bias_ptr, y_ptr, M, N, K, n, m, meta_bytes,
                    stride_xm, stride_xk, stride_vr, stride_vk, stride_mr, stride_mb,
@@ -263,6 +262,10 @@ def _linear_kernel(x_ptr, values_ptr, meta_ptr, bias_ptr, y_ptr, M, N, K, n, m, 
     tl.store(y, acc, mask=(rm[:, None] < M) & (rn[None, :] < N))
 
 
+_linear_kernel_tuned = triton.autotune(configs=_linear_configs(), key=["M", "N", "K"])(_linear_kernel)
+_FP64_BLOCKS = {"BLOCK_M": FP64_TILE, "BLOCK_N": FP64_TILE, "BLOCK_K": FP64_TILE}
+
+
 @triton_op("nm_linear")
 def _nm_linear(x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, n: int, m: int,
                bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -278,10 +281,12 @@ def _nm_linear(x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, n: int
         def grid(meta_):
             return (triton.cdiv(M, meta_["BLOCK_M"]), triton.cdiv(N, meta_["BLOCK_N"]))
 
-        wrap_triton(_linear_kernel)[grid](
+        fp64 = x.dtype == torch.float64
+        kernel, blocks = (_linear_kernel, _FP64_BLOCKS) if fp64 else (_linear_kernel_tuned, {})
+        wrap_triton(kernel)[grid](
             x2, values, meta, bias if bias is not None else values, y, M, N, K, n, m, meta.shape[1],
             x2.stride(0), x2.stride(1), values.stride(0), values.stride(1), meta.stride(0), meta.stride(1),
-            HAS_BIAS=bias is not None, FP64=x.dtype == torch.float64,
+            HAS_BIAS=bias is not None, FP64=fp64, **blocks,
         )
         raise_on_failure(failure, "nm_linear", [n, m])
     return y.reshape(*x.shape[:-1], N)
