@@ -44,6 +44,11 @@ def check_device(t: torch.Tensor, op: str) -> None:
     )
 
 
+def tile_grid(M: int, N: int, block_m: str = "BLOCK_M", block_n: str = "BLOCK_N") -> Callable[[dict], tuple[int, int]]:
+    """The launch grid of an ``M x N`` output in tiles of the chosen config's blocks."""
+    return lambda meta: (triton.cdiv(M, meta[block_m]), triton.cdiv(N, meta[block_n]))
+
+
 def as_rows(t: torch.Tensor) -> torch.Tensor:
     """``t[*, K]`` as ``[rows, K]``: a view where the strides allow, and K may be 0."""
     return t.unsqueeze(0) if t.dim() == 1 else t.flatten(0, -2)

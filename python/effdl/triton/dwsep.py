@@ -18,7 +18,7 @@ import triton.language as tl
 
 from effdl import _checks, ops
 from effdl.triton._dot import FP64_TILE, accumulator, dot
-from effdl.triton._runtime import check_device, configs, triton_op, wrap_triton
+from effdl.triton._runtime import check_device, configs, tile_grid, triton_op, wrap_triton
 
 _ACTIVATION_CODES = {"none": 0, "relu": 1, "relu6": 2}
 
@@ -109,13 +109,9 @@ def _dwsep_conv2d(x: torch.Tensor, dw_weight: torch.Tensor, dw_bias: torch.Tenso
     _, C, H, W = x.shape
     P = B * Ho * Wo
     if P * Cout > 0:
-
-        def grid(meta):
-            return (triton.cdiv(P, meta["BLOCK_P"]), triton.cdiv(Cout, meta["BLOCK_CO"]))
-
         fp64 = x.dtype == torch.float64
         kernel, blocks = (_dwsep_kernel, _FP64_BLOCKS) if fp64 else (_dwsep_kernel_tuned, {})
-        wrap_triton(kernel)[grid](
+        wrap_triton(kernel)[tile_grid(P, Cout, "BLOCK_P", "BLOCK_CO")](
             x, dw_weight, dw_bias if dw_bias is not None else dw_weight, pw_weight,
             pw_bias if pw_bias is not None else pw_weight, y,
             C, H, W, Cout, Ho, Wo, P, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],

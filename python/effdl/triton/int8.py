@@ -17,6 +17,7 @@ from effdl.triton._runtime import (
     failure_flag,
     failure_message,
     raise_on_failure,
+    tile_grid,
     triton_op,
     wrap_triton,
 )
@@ -148,11 +149,7 @@ def _int8_linear(q: torch.Tensor, q_scale: torch.Tensor, wq: torch.Tensor, w_sca
     N = wq.shape[0]
     y = q.new_empty(M, N, dtype=out_dtype)
     if M * N > 0:
-
-        def grid(meta):
-            return (triton.cdiv(M, meta["BLOCK_M"]), triton.cdiv(N, meta["BLOCK_N"]))
-
-        wrap_triton(_int8_linear_kernel)[grid](
+        wrap_triton(_int8_linear_kernel)[tile_grid(M, N)](
             q2, s, wq, w_scale, bias if bias is not None else w_scale, y, M, N, K,
             q2.stride(0), q2.stride(1), s.stride(0), wq.stride(0), wq.stride(1), HAS_BIAS=bias is not None,
         )
@@ -197,11 +194,7 @@ def _int8_weight_linear(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor
     N = wq.shape[0]
     y = x.new_empty(M, N)
     if M * N > 0:
-
-        def grid(meta):
-            return (triton.cdiv(M, meta["BLOCK_M"]), triton.cdiv(N, meta["BLOCK_N"]))
-
-        wrap_triton(_int8_weight_linear_kernel)[grid](
+        wrap_triton(_int8_weight_linear_kernel)[tile_grid(M, N)](
             x2, wq, w_scale, bias if bias is not None else w_scale, y, M, N, K,
             x2.stride(0), x2.stride(1), wq.stride(0), wq.stride(1), HAS_BIAS=bias is not None,
         )

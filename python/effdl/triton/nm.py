@@ -29,6 +29,7 @@ from effdl.triton._runtime import (
     failure_flag,
     failure_message,
     raise_on_failure,
+    tile_grid,
     triton_op,
     wrap_triton,
 )
@@ -277,13 +278,9 @@ def _nm_linear(x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, n: int
     y = x.new_empty(M, N)
     if M * N > 0:
         failure = _validate(values, meta, n, m, K)
-
-        def grid(meta_):
-            return (triton.cdiv(M, meta_["BLOCK_M"]), triton.cdiv(N, meta_["BLOCK_N"]))
-
         fp64 = x.dtype == torch.float64
         kernel, blocks = (_linear_kernel, _FP64_BLOCKS) if fp64 else (_linear_kernel_tuned, {})
-        wrap_triton(kernel)[grid](
+        wrap_triton(kernel)[tile_grid(M, N)](
             x2, values, meta, bias if bias is not None else values, y, M, N, K, n, m, meta.shape[1],
             x2.stride(0), x2.stride(1), values.stride(0), values.stride(1), meta.stride(0), meta.stride(1),
             HAS_BIAS=bias is not None, FP64=fp64, **blocks,
