@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from samples import DIFF_ARGNUMS, OPS, nm_weight, rand, sample_inputs
+from test_backends import restore_backend  # noqa: F401  (autouse: every test starts and ends on "auto")
 from test_ops import TOL, assert_bitwise_equal, assert_close_rel
 
 import effdl
@@ -28,14 +29,6 @@ interpreter = pytest.mark.skipif(
     not T.INTERPRETED, reason="CPU tensors need triton's interpreter: TRITON_INTERPRET=1 before effdl.triton is imported"
 )
 DEVICES = [pytest.param("cpu", marks=interpreter), pytest.param("cuda", marks=pytest.mark.cuda)]
-
-
-@pytest.fixture(autouse=True)
-def restore_backend(monkeypatch):
-    monkeypatch.delenv("EFFDL_BACKEND", raising=False)
-    effdl.set_backend("auto")
-    yield
-    effdl.set_backend("auto")
 
 
 def _first_sample(op: str, device: str = "cpu") -> tuple:
