@@ -196,6 +196,9 @@ class MSEObserver(Observer):
 
     def batch_range(self, rows, lo, hi):
         sample = _sample_rows(rows, self.max_samples, int(self.num_batches))
+        if self.scheme.symmetric:  # the grid spans [-max|x|, max|x|]: shrink that
+            hi = torch.maximum(lo.abs(), hi.abs())
+            lo = -hi
         anchor = torch.minimum(torch.maximum(torch.zeros_like(lo), lo), hi)  # the point of [lo, hi] nearest 0
         best_err = torch.full_like(lo, float("inf"))
         best_lo, best_hi = lo.clone(), hi.clone()

@@ -175,9 +175,11 @@ def calibrate(model: nn.Module, data: Iterable | torch.Tensor, batches: int = 8)
     switches are as before. Returns ``model``."""
     if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
         raise ValueError(f"calibrate: batches must be a positive int, got {batches!r}")
+    if not any(isinstance(mod, (QuantLinear, QuantConv2d)) for mod in model.modules()):
+        raise ValueError("calibrate: the model has no QuantLinear/QuantConv2d layers; call prepare_ptq first")
     quantizers = _fake_quantizers(model)
     if not quantizers:
-        raise ValueError("calibrate: the model has no activation quantizers; call prepare_ptq (or prepare_qat) first")
+        return model  # only dynamic (per-row) activations and weights: nothing has a range to record
     modes = {mod: mod.training for mod in model.modules()}
     switches = [(fq, fq.observer_enabled.clone(), fq.fake_quant_enabled.clone()) for _, fq in quantizers]
     model.eval()
