@@ -207,3 +207,10 @@ def test_bad_observer_arguments():
         MSEObserver(grid=0)
     with pytest.raises(ValueError, match="max_samples"):
         PercentileObserver(max_samples=0)
+
+
+def test_ranges_stay_float32_when_the_model_goes_half():
+    obs = MinMaxObserver()
+    obs(torch.tensor([0.0, 1.0001]))
+    obs.half()
+    assert obs.max_val.dtype == torch.float32 and obs.max_val.item() == pytest.approx(1.0001, rel=1e-6)

@@ -89,6 +89,17 @@ class Observer(nn.Module):
                                "(or a training step) through the model first")
         return qparams_from_range(self.min_val, self.max_val, self.scheme)
 
+    def _apply(self, fn, recurse=True):
+        # .half() / .to(bfloat16) of the model must not round the recorded ranges:
+        # they stay float32 (float64 stays float64), only their device follows
+        keep = {name: getattr(self, name) for name in ("min_val", "max_val")}
+        super()._apply(fn, recurse)
+        for name, original in keep.items():
+            moved = getattr(self, name)
+            if moved.dtype != original.dtype and original.dtype in (torch.float32, torch.float64):
+                setattr(self, name, original.to(moved.device))
+        return self
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # the range buffers are sized by the first batch: take the saved shapes
         for name in ("min_val", "max_val"):

@@ -172,7 +172,9 @@ def calibrate(model: nn.Module, data: Iterable | torch.Tensor, batches: int = 8)
     The model runs in eval mode (BatchNorm statistics and dropout untouched) and
     the activations are observed in float (fake quantization off while
     calibrating). Afterwards every module's train/eval mode and every quantizer's
-    switches are as before. Returns ``model``."""
+    switches are as before. A model whose layers all quantize their inputs
+    dynamically (8-bit linear layers) has nothing to record and is returned as is.
+    Returns ``model``."""
     if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
         raise ValueError(f"calibrate: batches must be a positive int, got {batches!r}")
     if not any(isinstance(mod, (QuantLinear, QuantConv2d)) for mod in model.modules()):
