@@ -2,10 +2,14 @@
 
 Operators live in ``torch.ops.effdl`` (typed wrappers in :mod:`effdl.ops`),
 drop-in modules in :mod:`effdl.nn`, and one-call model conversion in
-:func:`sparsify_`, :func:`quantize_` and :func:`fuse_dwsep_`.
+:func:`sparsify_`, :func:`quantize_` and :func:`fuse_dwsep_`. The compression
+algorithms that produce what those kernels run: :mod:`effdl.prune`,
+:mod:`effdl.quant`, :mod:`effdl.distill`, and the efficient architectures of
+:mod:`effdl.models`. The Triton kernels (:mod:`effdl.triton`) are imported on
+first use: triton reads ``TRITON_INTERPRET`` when they are defined.
 """
 
-from effdl import _ext, formats, ops, reference  # noqa: F401  (_ext loads the kernels first)
+from effdl import _ext, data, distill, formats, models, ops, quant, reference, training  # noqa: F401  (_ext loads the kernels first)
 from effdl.backends import get_backend, set_backend
 from effdl.convert import fuse_dwsep_, quantize_, sparsify_
 from effdl.info import info
@@ -23,6 +27,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "data",
+    "distill",
     "dwsep_conv2d",
     "formats",
     "fuse_dwsep_",
@@ -30,13 +36,26 @@ __all__ = [
     "info",
     "int8_linear",
     "int8_weight_linear",
+    "models",
     "nm_compress",
     "nm_decompress",
     "nm_linear",
     "ops",
+    "quant",
     "quantize_",
     "quantize_rows",
     "reference",
     "set_backend",
     "sparsify_",
+    "training",
 ]
+
+
+def __getattr__(name: str):
+    # effdl.triton imports triton and defines its kernels: only when first asked for
+    if name == "triton":
+        import importlib
+
+        return importlib.import_module("effdl.triton")
+    raise AttributeError(f"module 'effdl' has no attribute {name!r}")
+
