@@ -129,5 +129,5 @@ def test_nan_weight_and_nan_score_are_errors():
     with pytest.raises(ValueError, match="NaN"):
         importance(one_linear([[1.0, float("nan")]]))
     data = [(torch.tensor([[1.0, float("nan")]]), torch.tensor([[0.0]]))]
-    with pytest.raises(ValueError, match="gradient score of '0.weight' contains NaN"):
+    with pytest.raises(ValueError, match=r"gradient score of '0\.weight' contains NaN"):
         importance(one_linear([[1.0, 2.0]]), "gradient", loss_fn=nn.MSELoss(), data=data)

@@ -4,6 +4,7 @@ optimizer steps and state_dict round trips, make_permanent."""
 from __future__ import annotations
 
 import copy
+import io
 import math
 
 import pytest
@@ -191,6 +192,25 @@ def test_state_dict_round_trip_into_a_pruned_model():
         assert torch.equal(target[i].weight, source[i].weight)
     train_steps(target, torch.optim.AdamW(target.parameters(), lr=1e-2))
     assert bool((target[2].weight[~get_mask(source[2])] == 0).all())
+
+
+def test_checkpoint_file_and_pickled_model():
+    source = mlp(0)
+    magnitude_prune(source, 0.7, verbose=False)
+    buffer = io.BytesIO()
+    torch.save(source.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = restore_masks(mlp(1), torch.load(buffer, weights_only=True))
+    assert torch.equal(fresh[2].weight, source[2].weight)
+    # the whole model pickled: masks and their enforcement come back with it
+    buffer = io.BytesIO()
+    torch.save(source, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    mask = get_mask(loaded[4])
+    assert torch.equal(mask, get_mask(source[4]))
+    train_steps(loaded, torch.optim.Adam(loaded.parameters(), lr=1e-2))
+    assert bool((loaded[4].weight[~mask] == 0).all())
 
 
 def test_loading_dense_weights_into_a_pruned_model_reapplies_the_masks():
