@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterable
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from effdl.prune.targets import check_finite, prunable_layers
 
@@ -61,6 +64,10 @@ def importance(
         Gradient criteria run the model in eval mode (dropout off, BatchNorm
         normalising with its running statistics, which stay unchanged) and leave
         the model's mode, ``requires_grad`` flags and ``.grad`` as they were.
+        For a ``DistributedDataParallel`` model the scores are averaged over the
+        ranks (each scoring its own batches), so that every rank prunes the same
+        weights; pass the wrapper, not its ``.module``, unless ``data`` is the
+        same on every rank.
 
     Raises:
         ValueError: unknown ``criterion``; a gradient criterion without ``data``,
@@ -85,12 +92,14 @@ def importance(
     scores = [torch.zeros_like(w, dtype=torch.promote_types(w.dtype, torch.float32)) for w in weights]
     device = weights[0].device
     was_training, needed_grad = model.training, [w.requires_grad for w in weights]
+    ddp = model if isinstance(model, DistributedDataParallel) else None
     model.eval()
     seen = 0
     try:
         for w in weights:  # frozen layers are scored too
             w.requires_grad_(True)
-        with torch.enable_grad():
+        # no_sync: these backward passes are not training steps for DDP's gradient reducer
+        with torch.enable_grad(), ddp.no_sync() if ddp is not None else contextlib.nullcontext():
             for x, y in itertools.islice(data, batches):
                 loss = loss_fn(model(x.to(device)), y.to(device))
                 # autograd.grad leaves every .grad as it was
@@ -106,9 +115,15 @@ def importance(
             w.requires_grad_(flag)
     if seen == 0:
         raise ValueError("importance: data yielded no batch")
+    for score in scores:
+        score.div_(seen)
+    if ddp is not None:  # each rank saw its own batches: average, so every rank prunes alike
+        world = dist.get_world_size(ddp.process_group)
+        for score in scores:
+            dist.all_reduce(score, group=ddp.process_group)
+            score.div_(world)
     out = {}
     for t, score in zip(layers, scores, strict=True):
-        score.div_(seen)
         check_finite(score, f"importance: the {criterion} score of {t.weight_name!r}")
         out[t.weight_name] = score
     return out
