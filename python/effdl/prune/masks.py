@@ -4,13 +4,15 @@ A pruned layer gets a bool buffer ``weight_mask`` (same shape as ``weight``,
 True = kept) and its ``weight`` is multiplied by it once. Nothing is
 reparametrised (unlike ``torch.nn.utils.prune``'s ``weight_orig``): the model
 stays a plain model that :func:`effdl.sparsify_`, :func:`effdl.quantize_`,
-``torch.compile`` and DDP see unchanged, and the forward pass costs nothing extra.
+``torch.compile`` and DDP see unchanged, and the forward pass does no extra
+arithmetic (a forward pre-hook only notes the layer, for copies of a model).
 
-The zeros are kept by three mechanisms, none of which touches the forward pass:
+The zeros are kept by three mechanisms, none of which writes weights during the
+forward pass (safe when a weight is used by several forwards before a backward):
 
 * optimizer steps: two process-wide ``torch.optim`` hooks, registered when the
   first mask is attached, mask the gradient of every masked weight the stepping
-  optimizer holds before the step (so momentum and Adam moments stay zero there)
+  optimizer holds before the step (so momentum and Adam moments get nothing new there)
   and multiply the weight by its mask after it (which undoes what state from
   before pruning, or weight decay in any form, would move). This covers every
   ``torch.optim`` optimizer, including ``foreach``/``fused`` ones and those that
