@@ -9,7 +9,7 @@ algorithms that produce what those kernels run: :mod:`effdl.prune`,
 first use: triton reads ``TRITON_INTERPRET`` when they are defined.
 """
 
-from effdl import _ext, data, distill, formats, models, ops, quant, reference, training  # noqa: F401  (_ext loads the kernels first)
+from effdl import _ext, data, distill, formats, models, ops, prune, quant, reference, training  # noqa: F401  (_ext loads the kernels first)
 from effdl.backends import get_backend, set_backend
 from effdl.convert import fuse_dwsep_, quantize_, sparsify_
 from effdl.info import info
@@ -41,6 +41,7 @@ __all__ = [
     "nm_decompress",
     "nm_linear",
     "ops",
+    "prune",
     "quant",
     "quantize_",
     "quantize_rows",

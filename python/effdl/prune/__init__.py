@@ -1,4 +1,5 @@
-"""Pruning: importance scores, unstructured and N:M masks, schedules, lottery tickets.
+"""Pruning: importance scores, unstructured and N:M masks, structured channel
+pruning that physically shrinks a model, schedules, lottery tickets.
 
 One-shot::
 
@@ -13,11 +14,17 @@ N:M for the sparse kernels::
     prune.nm_prune(model, 2, 4); train(model, ...); prune.make_permanent(model)
     effdl.sparsify_(model, 2, 4)                   # the same weights, in N:M storage
 
+Structured, for a smaller dense model::
+
+    small = prune.channel_prune(model, 0.5, example_input)   # whole filters removed, a new model
+    print(small.prune_report)
+
 Masks are bool ``weight_mask`` buffers next to a plain ``weight`` Parameter
 (see :mod:`effdl.prune.masks`); a pruned checkpoint loads into a pruned model
 with ``load_state_dict`` and into a fresh one with :func:`restore_masks`.
 """
 
+from effdl.prune.channel import ChannelGroup, ChannelPruneReport, channel_groups, channel_prune
 from effdl.prune.importance import CRITERIA, importance
 from effdl.prune.lottery import LotteryTicket
 from effdl.prune.masks import apply_masks, get_mask, make_permanent, restore_masks
@@ -27,19 +34,19 @@ from effdl.prune.schedules import GradualPruner, geometric_sparsities, iterative
 from effdl.prune.targets import PRUNABLE_TYPES, prunable_layers
 from effdl.prune.unstructured import magnitude_prune, prune
 
-# Structured channel pruning (effdl.prune.channel) is exported here by the
-# integrator: `from effdl.prune.channel import channel_prune` and "channel_prune"
-# in __all__.
-
 __all__ = [
     "CRITERIA",
     "PRUNABLE_TYPES",
+    "ChannelGroup",
+    "ChannelPruneReport",
     "GradualPruner",
     "LayerSparsity",
     "LotteryTicket",
     "PruneReport",
     "SparsityReport",
     "apply_masks",
+    "channel_groups",
+    "channel_prune",
     "geometric_sparsities",
     "get_mask",
     "importance",

@@ -53,7 +53,7 @@ class LayerChannels:
 
 
 @dataclass
-class PruneReport:
+class ChannelPruneReport:
     """What :func:`channel_prune` did; ``print(report)`` gives a table."""
 
     ratio: float
@@ -272,7 +272,7 @@ def channel_prune(
     Returns:
         A new model of the same class with fewer parameters and FLOPs and the same output
         shape, in the same train/eval mode as ``model``. Its ``prune_report`` attribute is a
-        :class:`PruneReport`: channels before/after per layer, params and FLOPs before/after,
+        :class:`ChannelPruneReport`: channels before/after per layer, params and FLOPs before/after,
         and the layers left unpruned with the reason (outputs of the model, channels consumed
         by an op the tracer cannot follow, shared modules, grouped convolutions, excluded).
 
@@ -342,7 +342,7 @@ def channel_prune(
     for name, reason in deps.blocked.items():
         unpruned.setdefault(name, reason)
 
-    report = PruneReport(ratio=ratio, criterion=criterion, tracer=deps.tracer)
+    report = ChannelPruneReport(ratio=ratio, criterion=criterion, tracer=deps.tracer)
     layer_types = (*_CONVS, nn.Linear, *_BATCHNORMS)
     before = {n: _channels(m) for n, m in work.named_modules() if isinstance(m, layer_types)}
     for name, mod in work.named_modules():
