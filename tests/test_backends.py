@@ -190,7 +190,9 @@ def test_info_lists_every_op():
         assert set(row) >= {"cpu", "cuda", "triton", "reference"}, op
         assert row["cpu"] == "yes", op
         assert row["reference"] == "yes", op
-        triton = "yes" if backends.triton_installed() else "triton not installed"
+        archs = backends.validated("triton").get(op)
+        triton = ("validated " + ",".join(archs) if archs else "yes, not validated") if backends.triton_installed() \
+            else "triton not installed"
         assert row["triton"] == (triton if op in backends.TRITON_OPS else "no kernel"), op
     assert info["native"] == "loaded"
     assert info["backend"] == "auto"

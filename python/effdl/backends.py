@@ -67,10 +67,11 @@ def get_backend() -> str:
 
 
 @cache
-def validated() -> dict[str, list[str]]:
-    """op -> list of ``sm_XY`` architectures where its CUDA kernel passed the device check."""
+def validated(kernels: str = "cuda") -> dict[str, list[str]]:
+    """op -> list of ``sm_XY`` architectures where its ``"cuda"`` (or ``"triton"``) kernel
+    passed the device check."""
     data = json.loads((Path(__file__).with_name("validated.json")).read_text())
-    return {op: list(archs) for op, archs in data.get("cuda", {}).items()}
+    return {op: list(archs) for op, archs in data.get(kernels, {}).items()}
 
 
 def cuda_arch(device: torch.device) -> str:
@@ -164,7 +165,10 @@ def describe_build() -> str:
 def _triton_status(op: str) -> str:
     if op not in TRITON_OPS:
         return "no kernel"
-    return "yes" if triton_installed() else "triton not installed"
+    if not triton_installed():
+        return "triton not installed"
+    archs = validated("triton").get(op, [])
+    return "validated " + ",".join(archs) if archs else "yes, not validated"
 
 
 def op_backends() -> dict[str, dict[str, str]]:
