@@ -409,3 +409,21 @@ def test_digits_prune_half_then_fine_tune(criterion):
     tuned_acc = accuracy(pruned)
     assert tuned_acc >= dense_acc - 2.0, (criterion, dense_acc, tuned_acc)
     assert math.isclose(count_flops(pruned, x) / count_flops(dense, x), r.flops_after / r.flops_before)
+
+
+@pytest.mark.parametrize("name", ["MobileNetV1", "MobileNetV2", "SmallResNet"])
+def test_project_models_shrink_and_still_fuse(name):
+    """effdl's own architectures prune like torchvision's, and the pruned MobileNets still fuse
+    every depthwise-separable pair into DWSeparableConv2d."""
+    from effdl import fuse_dwsep_, models
+    from effdl.nn import DWSeparableConv2d
+
+    kwargs = {"num_classes": 10, "in_channels": 1} | ({} if name == "SmallResNet" else {"input_size": 8})
+    model = getattr(models, name)(**kwargs).eval()
+    x = torch.randn(2, 1, 8, 8)
+    pruned = channel_prune(model, 0.5, x)
+    assert pruned(x).shape == (2, 10)
+    assert models.count_flops(pruned, x) < 0.3 * models.count_flops(model, x)
+    depthwise = sum(isinstance(m, nn.Conv2d) and m.groups > 1 for m in pruned.modules())
+    fused = fuse_dwsep_(pruned, verbose=False)
+    assert sum(isinstance(m, DWSeparableConv2d) for m in fused.modules()) == depthwise
