@@ -103,6 +103,17 @@ def _int8_linear(args, dtype):
     _int8_epilogue(E.int8_linear(*args), reference.int8_linear(*args), dtype)
 
 
+def _nm_int8_linear(args, dtype):
+    q, q_scale, values_q, meta, n, m, w_scale, bias, out_dtype = args
+    ref = reference.nm_int8_linear(q, q_scale, values_q, meta.contiguous(), n, m, w_scale, bias, out_dtype)
+    _int8_epilogue(E.nm_int8_linear(*args), ref, dtype)
+    # unit scales, no bias: the exact int32 products
+    ones_q, ones_w = torch.ones_like(q_scale), torch.ones_like(w_scale)
+    exact = reference.nm_int8_linear(q, ones_q, values_q, meta.contiguous(), n, m, ones_w).double()
+    got = E.nm_int8_linear(q, ones_q, values_q, meta, n, m, ones_w).double()
+    assert bool((exact.abs() < 2**24).all()) and torch.equal(got, exact), "int32 products differ"
+
+
 def _int8_weight_linear(args, dtype):
     x, wq, w_scale, bias = args
     ref = _f64(x) @ (wq.double() * w_scale.double()[:, None]).t()
@@ -121,6 +132,7 @@ CHECKS: dict[str, Callable[[tuple, torch.dtype], None]] = {
     "nm_linear": _nm_linear,
     "quantize_rows": _quantize_rows,
     "int8_linear": _int8_linear,
+    "nm_int8_linear": _nm_int8_linear,
     "int8_weight_linear": _int8_weight_linear,
     "dwsep_conv2d": _dwsep_conv2d,
 }

@@ -1,8 +1,9 @@
 // The CPU kernel cores as a table of function pointers, one table per
 // instruction-set level (isa.h). Every entry is a template of the core headers
-// (nm_linear.h, int8.h, dwsep_conv.h), the single source of each kernel,
-// compiled once per level: kernel_tables.cpp instantiates it inside a wrapper
-// carrying that level's target attribute, so the loops are vectorised for it.
+// (nm_linear.h, int8.h, nm_int8_linear.h, dwsep_conv.h), the single source of
+// each kernel, compiled once per level: kernel_tables.cpp instantiates it
+// inside a wrapper carrying that level's target attribute, so the loops are
+// vectorised for it.
 // The glue picks one table at first use (cpu/kernels.h) and calls through it.
 #pragma once
 
@@ -40,6 +41,11 @@ struct Int8Kernels {
   void (*int8_weight_linear_block)(const float* x, int64_t ldx, int64_t M, int64_t K,
                                    const int8_t* wq, const float* w_scale, const float* bias,
                                    T* out, int64_t ldo, int64_t o_begin, int64_t o_end);
+  bool (*nm_int8_linear_block)(const int8_t* q, int64_t ldq, const float* qt,
+                               const float* q_scale, int64_t M, int64_t K, const int8_t* values,
+                               const uint8_t* meta, int n, int m, const float* w_scale,
+                               const float* bias, T* out, int64_t ldo, int64_t o_begin,
+                               int64_t o_end);
 };
 
 struct KernelTable {
@@ -47,6 +53,8 @@ struct KernelTable {
   std::tuple<FloatKernels<float>, FloatKernels<double>, FloatKernels<bf16>, FloatKernels<fp16>>
       float_kernels;
   std::tuple<Int8Kernels<float>, Int8Kernels<bf16>, Int8Kernels<fp16>> int8_kernels;
+  void (*nm_int8_pack_q_transposed)(const int8_t* q, int64_t ldq, int64_t M, int64_t k_begin,
+                                    int64_t k_end, float* qt);
 
   template <typename T>
   const FloatKernels<T>& floats() const {

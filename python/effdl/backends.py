@@ -28,9 +28,12 @@ OPS = (
     "nm_linear",
     "quantize_rows",
     "int8_linear",
+    "nm_int8_linear",
     "int8_weight_linear",
     "dwsep_conv2d",
 )
+# ops whose native kernels exist for the CPU only: on a GPU "auto" takes the reference
+CPU_ONLY_OPS = frozenset({"nm_int8_linear"})
 
 _backend = "auto"
 _warned: set[tuple[str, str]] = set()
@@ -95,6 +98,9 @@ def select(op: str, device: torch.device) -> str:
     if backend in ("cpu", "cuda"):
         if device.type != backend:
             raise RuntimeError(f"effdl.{op}: backend {backend!r} is forced but the input is on {device}")
+        if backend == "cuda" and op in CPU_ONLY_OPS:
+            raise RuntimeError(f"effdl.{op} has no CUDA kernel yet (CPU only in this release); "
+                               "use the 'auto' or 'reference' backend on CUDA tensors")
         if not native_built(backend):
             raise RuntimeError(f"effdl.{op}: backend {backend!r} is forced but effdl._C has no {backend} kernels ({describe_build()})")
         return "native"
@@ -103,6 +109,9 @@ def select(op: str, device: torch.device) -> str:
         _warn_once(op, f"no native {device.type} kernel: {describe_build()}")
         return "reference"
     if device.type == "cuda":
+        if op in CPU_ONLY_OPS:
+            _warn_once(op, "it has no CUDA kernel yet")
+            return "reference"
         arch = cuda_arch(device)
         if arch not in validated().get(op, []):
             _warn_once(op, f"its CUDA kernel is not validated on {arch}; set_backend('cuda') forces it")
@@ -125,7 +134,8 @@ def op_backends() -> dict[str, dict[str, str]]:
         archs = validated().get(op, [])
         table[op] = {
             "cpu": "yes" if native_built("cpu") else "not built",
-            "cuda": ("validated " + ",".join(archs) if archs else "built, not validated") if cuda_built else "not built",
+            "cuda": "no kernel (CPU only)" if op in CPU_ONLY_OPS
+            else ("validated " + ",".join(archs) if archs else "built, not validated") if cuda_built else "not built",
             "triton": "not in this release",
             "reference": "yes",
         }

@@ -52,12 +52,13 @@ def format_info(d: dict | None = None) -> str:
     """A plain-text rendering of :func:`info`."""
     d = d or info()
     lines = []
+    key_width = max(len(key) for key in d)
     for key, value in d.items():
         if key == "ops":
             continue
         if isinstance(value, dict):
             value = " ".join(f"{k}" for k, v in value.items() if v) or "-"
-        lines.append(f"{key:>17}: {value}")
+        lines.append(f"{key:>{key_width}}: {value}")
     cols = ["cpu", "cuda", "triton", "reference"]
     width = max(len(op) for op in d["ops"])
     lines.append("")

@@ -23,6 +23,7 @@
 #include "core/isa.h"
 #include "core/kernel_table.h"
 #include "core/nm_format.h"
+#include "core/nm_int8_linear.h"
 #include "core/nm_linear.h"
 
 using namespace effdl::core;
@@ -110,7 +111,8 @@ bool complete(const FloatKernels<T>& k) {
 }
 template <typename T>
 bool complete(const Int8Kernels<T>& k) {
-  return k.quantize_rows_block && k.int8_linear_block && k.int8_weight_linear_block;
+  return k.quantize_rows_block && k.int8_linear_block && k.int8_weight_linear_block &&
+         k.nm_int8_linear_block;
 }
 
 void test_tables() {
@@ -124,6 +126,7 @@ void test_tables() {
     CHECK(complete(t->floats<float>()) && complete(t->floats<double>()) &&
           complete(t->floats<bf16>()) && complete(t->floats<fp16>()));
     CHECK(complete(t->int8<float>()) && complete(t->int8<bf16>()) && complete(t->int8<fp16>()));
+    CHECK(t->nm_int8_pack_q_transposed != nullptr);
     // a wider level that the CPU runs implies the narrower ones
     if (i > 0 && isa_supported_by_cpu(Isa(i))) CHECK(isa_supported_by_cpu(Isa(i - 1)));
     // each level is its own code, not an alias of another level's
@@ -216,6 +219,48 @@ void test_int8(const KernelTable& t, std::mt19937& rng) {
   }
 }
 
+void test_nm_int8(const KernelTable& t, std::mt19937& rng) {
+  std::uniform_int_distribution<int> ud(-128, 127), pick(0, 5);
+  const int n = 2, m = 4;
+  const int64_t N = 23, K = 96, kept = nm_kept(K, n, m);
+  static const int kPairs[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
+  std::vector<float> w(N * K, 0.f);
+  for (int64_t r = 0; r < N; ++r)
+    for (int64_t g = 0; g < K / m; ++g) {
+      const int* p = kPairs[pick(rng)];
+      for (int s = 0; s < 2; ++s) w[r * K + g * m + p[s]] = float(ud(rng) | 1);  // odd: nonzero
+    }
+  std::vector<float> vf(N * kept);
+  std::vector<uint8_t> meta(N * nm_meta_bytes(K));
+  for (int64_t r = 0; r < N; ++r)
+    CHECK(nm_compress_row(w.data() + r * K, K, n, m, vf.data() + r * kept,
+                          meta.data() + r * nm_meta_bytes(K)) < 0);
+  std::vector<int8_t> values(vf.begin(), vf.end());
+  for (int64_t M : {1, 3, 9, 40}) {
+    std::vector<int8_t> q(M * K);
+    for (auto& v : q) v = int8_t(ud(rng));
+    std::vector<float> ones_m(M, 1.f), ones_n(N, 1.f);
+    std::vector<float> qt_got, qt_want;
+    const float* qtp = nullptr;
+    if (M > kNmInt8GatherMaxRows) {
+      qt_got.assign(K * nm_padded_rows(M), -1.f);
+      qt_want.assign(K * nm_padded_rows(M), -2.f);
+      t.nm_int8_pack_q_transposed(q.data(), K, M, 0, K, qt_got.data());
+      nm_int8_pack_q_transposed(q.data(), K, M, 0, K, qt_want.data());
+      CHECK(qt_got == qt_want);
+      qtp = qt_want.data();
+    }
+    std::vector<float> got(M * N, -1.f), want(M * N, -2.f);
+    CHECK(t.int8<float>().nm_int8_linear_block(q.data(), K, qtp, ones_m.data(), M, K, values.data(),
+                                               meta.data(), n, m, ones_n.data(), nullptr,
+                                               got.data(), N, 0, N));
+    CHECK(nm_int8_linear_block<float>(q.data(), K, qtp, ones_m.data(), M, K, values.data(),
+                                      meta.data(), n, m, ones_n.data(), nullptr, want.data(), N, 0,
+                                      N));
+    CHECK(got == want);  // exact integer products
+  }
+}
+
 void test_dwsep(const KernelTable& t, std::mt19937& rng) {
   std::normal_distribution<float> nd;
   DwsepShape s{};
@@ -250,6 +295,7 @@ int main() {
     const KernelTable& t = *kernel_table(isa);
     test_nm_linear(t, rng);
     test_int8(t, rng);
+    test_nm_int8(t, rng);
     test_dwsep(t, rng);
   }
   for (int i = 0; i < kIsaCount; ++i) {
