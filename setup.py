@@ -94,7 +94,7 @@ def _extension():
     sources = sorted(
         str(p.relative_to(ROOT))
         for p in [ROOT / "csrc" / "ops.cpp", ROOT / "csrc" / "module.cpp", ROOT / "csrc" / "checks.cpp",
-                  ROOT / "csrc" / "core" / "multiversion.cpp"]
+                  ROOT / "csrc" / "core" / "isa.cpp", ROOT / "csrc" / "core" / "kernel_tables.cpp"]
         + list((ROOT / "csrc" / "cpu").glob("*.cpp"))
     )
     torch_version = torch.__version__.split("+")[0]

@@ -21,7 +21,15 @@ from effdl import formats, ops, reference
 
 from .harness import Candidate, first_outputs, rel_err, rotation_sets
 
-OPS = ("nm_linear", "int8_linear", "int8_weight_linear", "dwsep_conv2d", "nm_compress", "nm_decompress")
+OPS = (
+    "nm_linear",
+    "int8_linear",
+    "nm_int8_linear",
+    "int8_weight_linear",
+    "dwsep_conv2d",
+    "nm_compress",
+    "nm_decompress",
+)
 
 
 @dataclass
@@ -109,6 +117,9 @@ def _linear_case(op: str, K: int, N: int, M: int) -> Case:
     if op == "nm_linear":
         wbytes = N * K // 2 * 4 + N * formats.meta_bytes(K)  # fp32 values + meta (4-bit mask per group of 4)
         work = dense / 2
+    elif op == "nm_int8_linear":
+        wbytes = N * K // 2 + N * formats.meta_bytes(K) + N * 4  # int8 kept values + meta + fp32 scales
+        work = dense / 2
     else:
         wbytes = N * K + N * 4  # int8 + fp32 scales
         work = dense
@@ -192,6 +203,66 @@ def _build_int8_linear(K: int, N: int, M: int, llc: int) -> Built:
     return Built(cands, n, sb, errs, 5e-2, "fp64 F.linear of the unquantized weight and input")
 
 
+def _build_nm_int8_linear(K: int, N: int, M: int, llc: int) -> Built:
+    """2:4-sparse W8A8 (the dynamic ``SparseQLinear`` path) against the dense paths a user
+    would otherwise take for the same 2:4-pruned weight: fp32 F.linear, FBGEMM dynamic int8,
+    and effdl's own dense int8_linear."""
+    wbytes = N * K // 2 + N * formats.meta_bytes(K)
+    n = rotation_sets(wbytes + M * K * 4, llc)
+    ws = _weights(n, N, K, nm=True)
+    xs = _inputs(n, M, K)
+    sparse_q = []
+    for w in ws:
+        values, meta = ops.nm_compress(w, 2, 4)
+        values_q, w_scale = ops.quantize_rows(values)  # per output channel, over the kept values
+        sparse_q.append((values_q, meta, w_scale))
+    dense_q = [ops.quantize_rows(w) for w in ws]
+
+    def nm_w8a8(x, values_q, meta, w_scale):
+        q, qs = ops.quantize_rows(x)
+        return ops.nm_int8_linear(q, qs, values_q, meta, 2, 4, w_scale)
+
+    def dense_w8a8(x, wq, s):
+        q, qs = ops.quantize_rows(x)
+        return ops.int8_linear(q, qs, wq, s)
+
+    def make_ao() -> Candidate:
+        mods = [_ao_dynamic_int8(w) for w in ws]
+        return Candidate(
+            "torch.ao dyn int8",
+            [lambda x=x, m=m: m(x) for x, m in zip(xs, mods, strict=True)],
+            note="quantize_dynamic(nn.Linear) of the same pruned weight, dense, x86/FBGEMM engine",
+        )
+
+    cands = [
+        Candidate(
+            "effdl",
+            [lambda x=x, p=p: nm_w8a8(x, *p) for x, p in zip(xs, sparse_q, strict=True)],
+            note="effdl.ops.quantize_rows(x) + effdl.ops.nm_int8_linear, 2:4 int8 weights",
+        ),
+        Candidate(
+            "F.linear fp32",
+            [lambda x=x, w=w: F.linear(x, w) for x, w in zip(xs, ws, strict=True)],
+            note="F.linear fp32, the same pruned weight dense",
+        ),
+        _try("torch.ao dyn int8", make_ao),
+        Candidate(
+            "effdl int8 dense",
+            [lambda x=x, p=p: dense_w8a8(x, *p) for x, p in zip(xs, dense_q, strict=True)],
+            note="effdl.ops.quantize_rows + effdl.ops.int8_linear on the pruned weight, dense int8",
+        ),
+    ]
+    ref = F.linear(xs[0].double(), ws[0].double())
+    errs = _errors(first_outputs(cands), ref)
+    sb = {
+        "effdl": wbytes + N * 4 + M * K * 4,
+        "F.linear fp32": N * K * 4 + M * K * 4,
+        "torch.ao dyn int8": N * K + M * K * 4,
+        "effdl int8 dense": N * K + N * 4 + M * K * 4,
+    }
+    return Built(cands, n, sb, errs, 5e-2, "fp64 F.linear of the unquantized 2:4-pruned weight and input")
+
+
 def _build_int8_weight_linear(K: int, N: int, M: int, llc: int) -> Built:
     n = rotation_sets(N * K + M * K * 4, llc)
     ws = _weights(n, N, K, nm=False)
@@ -233,6 +304,7 @@ def _build_int8_weight_linear(K: int, N: int, M: int, llc: int) -> Built:
 _BUILDERS = {
     "nm_linear": _build_nm_linear,
     "int8_linear": _build_int8_linear,
+    "nm_int8_linear": _build_nm_int8_linear,
     "int8_weight_linear": _build_int8_weight_linear,
 }
 

@@ -144,6 +144,7 @@ def machine_info(threads: int) -> dict:
             "compiler",
             "cpu_features",
             "cpu_kernel_isa",
+            "cpu_kernel_isa_forced",
             "backend",
         )
         info["effdl"] = {k: full.get(k) for k in keys}

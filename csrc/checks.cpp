@@ -44,6 +44,27 @@ void check_nm_compress(const at::Tensor& w, int64_t n, int64_t m) {
               " must be a multiple of m=", m, " (pad K or choose another m)");
 }
 
+namespace {
+
+// meta [rows, ceil(K/8)] uint8 beside values [rows, K*n/m] (dims and dtype of
+// values already checked by the caller); returns K.
+int64_t check_nm_meta(const at::Tensor& values, const char* values_name, const at::Tensor& meta,
+                      int64_t n, int64_t m, const char* op) {
+  TORCH_CHECK(meta.dim() == 2 && meta.scalar_type() == at::kByte, "effdl.", op,
+              ": meta must be a 2-D uint8 tensor, got ", meta.scalar_type(), " of shape ",
+              meta.sizes());
+  check_same_device(values, values_name, meta, "meta", op);
+  TORCH_CHECK(values.size(1) % n == 0, "effdl.", op, ": ", values_name, "' last dim ",
+              values.size(1), " must be a multiple of n=", n);
+  const int64_t K = values.size(1) / n * m;
+  TORCH_CHECK(meta.size(0) == values.size(0) && meta.size(1) == core::nm_meta_bytes(K), "effdl.",
+              op, ": meta must have shape [", values.size(0), ", ", core::nm_meta_bytes(K), "] for ",
+              values_name, " of shape ", values.sizes(), " (K=", K, "), got ", meta.sizes());
+  return K;
+}
+
+}  // namespace
+
 int64_t check_nm_storage(const at::Tensor& values, const at::Tensor& meta, int64_t n, int64_t m,
                          const char* op) {
   check_nm_pattern(n, m, op);
@@ -52,17 +73,7 @@ int64_t check_nm_storage(const at::Tensor& values, const at::Tensor& meta, int64
   TORCH_CHECK(is_nm_float(values.scalar_type()), "effdl.", op,
               ": values must be float32, float64, bfloat16 or float16, got ",
               values.scalar_type());
-  TORCH_CHECK(meta.dim() == 2 && meta.scalar_type() == at::kByte, "effdl.", op,
-              ": meta must be a 2-D uint8 tensor, got ", meta.scalar_type(), " of shape ",
-              meta.sizes());
-  check_same_device(values, "values", meta, "meta", op);
-  TORCH_CHECK(values.size(1) % n == 0, "effdl.", op, ": values' last dim ", values.size(1),
-              " must be a multiple of n=", n);
-  const int64_t K = values.size(1) / n * m;
-  TORCH_CHECK(meta.size(0) == values.size(0) && meta.size(1) == core::nm_meta_bytes(K), "effdl.",
-              op, ": meta must have shape [", values.size(0), ", ", core::nm_meta_bytes(K),
-              "] for values of shape ", values.sizes(), " (K=", K, "), got ", meta.sizes());
-  return K;
+  return check_nm_meta(values, "values", meta, n, m, op);
 }
 
 int64_t check_nm_linear(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
@@ -120,6 +131,48 @@ at::ScalarType check_int8_linear(const at::Tensor& q, const at::Tensor& q_scale,
   const at::ScalarType out = out_dtype.value_or(at::kFloat);
   TORCH_CHECK(is_act_float(out), "effdl.int8_linear: out_dtype must be float32, bfloat16 or float16, got ",
               out);
+  return out;
+}
+
+at::ScalarType check_nm_int8_linear(const at::Tensor& q, const at::Tensor& q_scale,
+                                    const at::Tensor& values_q, const at::Tensor& meta, int64_t n,
+                                    int64_t m, const at::Tensor& w_scale,
+                                    const c10::optional<at::Tensor>& bias,
+                                    c10::optional<at::ScalarType> out_dtype) {
+  const char* op = "nm_int8_linear";
+  check_nm_pattern(n, m, op);
+  TORCH_CHECK(q.dim() >= 1 && q.scalar_type() == at::kChar,
+              "effdl.nm_int8_linear: q must be an int8 tensor [*, K], got ", q.scalar_type(),
+              " of shape ", q.sizes());
+  TORCH_CHECK(values_q.dim() == 2 && values_q.scalar_type() == at::kChar,
+              "effdl.nm_int8_linear: values_q must be a 2-D int8 tensor [N, K*n/m], got ",
+              values_q.scalar_type(), " of shape ", values_q.sizes());
+  check_same_device(q, "q", values_q, "values_q", op);
+  const int64_t K = check_nm_meta(values_q, "values_q", meta, n, m, op);
+  const int64_t N = values_q.size(0), kept = values_q.size(1);
+  TORCH_CHECK(q.size(-1) == K, "effdl.nm_int8_linear: q must have shape [*, ", K,
+              "] to match the weight (K=", K, "), got ", q.sizes());
+  // the int32 sum runs over the kept products only
+  TORCH_CHECK(kept <= core::kInt8MaxK, "effdl.nm_int8_linear: K*n/m=", kept, " kept products (K=", K,
+              ", ", n, ":", m, ") exceed ", core::kInt8MaxK,
+              ", beyond which the int32 accumulator could overflow");
+  TORCH_CHECK(q_scale.scalar_type() == at::kFloat && q_scale.sizes() == q.sizes().slice(0, q.dim() - 1),
+              "effdl.nm_int8_linear: q_scale must be float32 with shape ", q.sizes().slice(0, q.dim() - 1),
+              " (q's leading dims), got ", q_scale.scalar_type(), " of shape ", q_scale.sizes());
+  TORCH_CHECK(w_scale.scalar_type() == at::kFloat && w_scale.dim() == 1 && w_scale.size(0) == N,
+              "effdl.nm_int8_linear: w_scale must be float32 with shape [", N, "], got ",
+              w_scale.scalar_type(), " of shape ", w_scale.sizes());
+  check_same_device(q, "q", q_scale, "q_scale", op);
+  check_same_device(q, "q", w_scale, "w_scale", op);
+  check_vector(bias, "bias", N, q, op);
+  if (bias.has_value()) {
+    TORCH_CHECK(is_act_float(bias->scalar_type()),
+                "effdl.nm_int8_linear: bias must be float32, bfloat16 or float16, got ",
+                bias->scalar_type());
+  }
+  const at::ScalarType out = out_dtype.value_or(at::kFloat);
+  TORCH_CHECK(is_act_float(out),
+              "effdl.nm_int8_linear: out_dtype must be float32, bfloat16 or float16, got ", out);
   return out;
 }
 

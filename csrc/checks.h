@@ -31,6 +31,14 @@ at::ScalarType check_int8_linear(const at::Tensor& q, const at::Tensor& q_scale,
                                  const c10::optional<at::Tensor>& bias,
                                  c10::optional<at::ScalarType> out_dtype);
 
+// q [*, K] int8, W int8 [N, K] as values_q [N, K*n/m] + meta; K*n/m <= kInt8MaxK.
+// Returns the output dtype.
+at::ScalarType check_nm_int8_linear(const at::Tensor& q, const at::Tensor& q_scale,
+                                    const at::Tensor& values_q, const at::Tensor& meta, int64_t n,
+                                    int64_t m, const at::Tensor& w_scale,
+                                    const c10::optional<at::Tensor>& bias,
+                                    c10::optional<at::ScalarType> out_dtype);
+
 void check_int8_weight_linear(const at::Tensor& x, const at::Tensor& wq, const at::Tensor& w_scale,
                               const c10::optional<at::Tensor>& bias);
 

@@ -3,7 +3,8 @@
 
 #include <string>
 
-#include "core/multiversion.h"
+#include "core/isa.h"
+#include "cpu/kernels.h"
 
 #ifndef EFFDL_CUDA_ARCHS
 #define EFFDL_CUDA_ARCHS ""
@@ -30,9 +31,29 @@ pybind11::dict build_info() {
   d["compiler"] = std::string("unknown");
 #endif
   d["torch_built_with"] = std::string(EFFDL_TORCH_VERSION);
-  // portable C++ cores, auto-vectorised once per x86-64 ISA level; the loader
-  // picked this one for this CPU
-  d["cpu_kernel_isa"] = std::string(effdl::core::mv::selected_isa());
+  pybind11::list levels;
+  for (int i = 0; i < effdl::core::kIsaCount; ++i) {
+    const auto isa = effdl::core::Isa(i);
+    if (effdl::core::isa_compiled(isa)) levels.append(std::string(effdl::core::isa_name(isa)));
+  }
+  d["cpu_isa_compiled"] = levels;  // kernel levels this build holds
+  return d;
+}
+
+// The CPU kernel level in use (EFFDL_CPU_ISA or detection); never raises: a bad
+// request is reported under "error" and raised by the first kernel call.
+pybind11::dict cpu_isa() {
+  const effdl::core::IsaSelection& sel = effdl::cpu_isa_selection();
+  pybind11::dict d;
+  d["isa"] = sel.ok() ? pybind11::object(pybind11::str(effdl::core::isa_name(sel.isa)))
+                      : pybind11::object(pybind11::none());
+  d["forced"] = sel.forced;
+  d["requested"] = sel.requested;
+  d["error"] = sel.ok() ? pybind11::object(pybind11::none()) : pybind11::object(pybind11::str(sel.error));
+  pybind11::list available;
+  for (effdl::core::Isa isa : effdl::core::isa_available())
+    available.append(std::string(effdl::core::isa_name(isa)));
+  d["available"] = available;
   return d;
 }
 
@@ -61,4 +82,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "effdl native kernels; operators live in torch.ops.effdl";
   m.def("build_info", &build_info, "How this extension was built.");
   m.def("cpu_features", &cpu_features, "Instruction-set extensions of this CPU.");
+  m.def("cpu_isa", &cpu_isa, "The CPU kernel level in use and how it was chosen.");
 }

@@ -11,6 +11,9 @@ TORCH_LIBRARY(effdl, m) {
   m.def(
       "int8_linear(Tensor q, Tensor q_scale, Tensor wq, Tensor w_scale, Tensor? bias=None, "
       "ScalarType? out_dtype=None) -> Tensor");
+  m.def(
+      "nm_int8_linear(Tensor q, Tensor q_scale, Tensor values_q, Tensor meta, int n, int m, "
+      "Tensor w_scale, Tensor? bias=None, ScalarType? out_dtype=None) -> Tensor");
   m.def("int8_weight_linear(Tensor x, Tensor wq, Tensor w_scale, Tensor? bias=None) -> Tensor");
   m.def(
       "dwsep_conv2d(Tensor x, Tensor dw_weight, Tensor? dw_bias, Tensor pw_weight, Tensor? pw_bias, "

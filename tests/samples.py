@@ -22,13 +22,14 @@ from effdl.backends import OPS
 _ALL_FLOATS = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 _ACT_FLOATS = (torch.float32, torch.bfloat16, torch.float16)
 
-# the dtypes each op supports; for int8_linear the dtype is the output (and bias) dtype
+# the dtypes each op supports; for (nm_)int8_linear the dtype is the output (and bias) dtype
 DTYPES: dict[str, tuple[torch.dtype, ...]] = {
     "nm_compress": _ALL_FLOATS,
     "nm_decompress": _ALL_FLOATS,
     "nm_linear": _ALL_FLOATS,
     "quantize_rows": _ACT_FLOATS,
     "int8_linear": _ACT_FLOATS,
+    "nm_int8_linear": _ACT_FLOATS,
     "int8_weight_linear": _ACT_FLOATS,
     "dwsep_conv2d": _ALL_FLOATS,
 }
@@ -105,6 +106,19 @@ def int8(*shape: int, device="cpu", low: int = -128) -> torch.Tensor:
 
 def scales(*shape: int, device="cpu") -> torch.Tensor:
     return (torch.rand(shape, device=device) * 0.05 + 1e-3).float()
+
+
+def nm_int8_weight(rows: int, K: int, n: int, m: int, device="cpu") -> torch.Tensor:
+    """A dense int8 ``[rows, K]`` weight that is ``n:m`` sparse: the zeros of
+    :func:`nm_weight` (short groups included), random int8 in [-128, 127] elsewhere."""
+    pattern = nm_weight(rows, K, n, m, device=device) != 0
+    return torch.where(pattern, int8(rows, K, device=device), torch.zeros(rows, K, dtype=torch.int8, device=device))
+
+
+def nm_int8_pack(wq: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """values_q (int8), meta of an N:M int8 weight, built by the pure-PyTorch reference."""
+    values, meta = nm_pack(wq.float(), n, m)  # int8 -> fp32 -> int8 is exact
+    return values.to(torch.int8), meta
 
 
 # ---------------------------------------------------------------- per-op generators
@@ -195,6 +209,37 @@ def _int8_linear(device, dtype) -> Iterator[tuple]:
            scales(70, device=device), bias(70), out)  # N split across threads
 
 
+def _nm_int8_linear(device, dtype) -> Iterator[tuple]:
+    # dtype is the output dtype; float32 also covers out_dtype=None
+    out = None if dtype == torch.float32 else dtype
+
+    def call(q, n, m, N, bias_dtype=dtype, bias=True, out_dtype=out, layout=None):
+        values_q, meta = nm_int8_pack(nm_int8_weight(N, q.shape[-1], n, m, device=device), n, m)
+        if layout is not None:
+            values_q, meta = strided(values_q, layout), strided(meta, layout)
+        return (q, scales(*q.shape[:-1], device=device), values_q, meta, n, m, scales(N, device=device),
+                rand(N, dtype=bias_dtype, device=device) if bias else None, out_dtype)
+
+    # 2:4, leading batch dims (M = 6: the packed path), bias
+    yield call(int8(2, 3, 24, device=device), 2, 4, 5)
+    # M = 1 (decode, the gather path), no bias
+    yield call(int8(1, 24, device=device), 2, 4, 7, bias=False)
+    # M = 0
+    yield call(int8(0, 16, device=device), 2, 4, 4)
+    # K % 8 != 0 (a half-used meta byte), M = 20, fp32 bias, explicit out dtype
+    yield call(int8(20, 20, device=device), 2, 4, 9, bias_dtype=torch.float32, out_dtype=dtype)
+    # 1:4, non-contiguous q (transposed, M = 7), values_q and meta
+    yield call(strided(int8(7, 12, device=device), "t"), 1, 4, 3, bias=False, layout="t")
+    # 4:8, sliced q (stride 2 along K), M = 3 (gather)
+    yield call(strided(int8(3, 40, device=device), "slice"), 4, 8, 6)
+    # 5:16, 1-D q, bf16 bias
+    yield call(int8(48, device=device), 5, 16, 4, bias_dtype=torch.bfloat16)
+    # odd m, M = 17 (two strips of 16)
+    yield call(int8(17, 21, device=device), 3, 7, 3, bias=False)
+    # large enough that the CPU kernel splits N across threads; M = 35, three strips
+    yield call(int8(35, 256, device=device), 2, 4, 70)
+
+
 def _int8_weight_linear(device, dtype) -> Iterator[tuple]:
     yield (rand(2, 3, 24, dtype=dtype, device=device), int8(5, 24, device=device),
            scales(5, device=device), rand(5, dtype=dtype, device=device))
@@ -253,6 +298,7 @@ _GENERATORS: dict[str, Callable[[torch.device, torch.dtype], Iterator[tuple]]] =
     "nm_linear": _nm_linear,
     "quantize_rows": _quantize_rows,
     "int8_linear": _int8_linear,
+    "nm_int8_linear": _nm_int8_linear,
     "int8_weight_linear": _int8_weight_linear,
     "dwsep_conv2d": _dwsep_conv2d,
 }

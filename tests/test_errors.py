@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from samples import int8, nm_pack, nm_weight, rand, scales
+from samples import int8, nm_int8_pack, nm_int8_weight, nm_pack, nm_weight, rand, scales
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 E = torch.ops.effdl
@@ -77,6 +77,30 @@ def _i8(M=2, K=8, N=3, q=None, q_scale=None, wq=None, w_scale=None, bias=None, o
         bias,
         out_dtype,
     )
+
+
+def _ni8(M=2, K=8, N=3, n=2, m=4, q=None, q_scale=None, values_q=None, meta=None, w_scale=None, bias=None,
+         out_dtype=None, corrupt=None):
+    v, mt = nm_int8_pack(nm_int8_weight(N, K, n, m), n, m)
+    if corrupt is not None:  # a meta byte that keeps 3 of the first group's 4 columns
+        mt[corrupt, 0] = 0b00000111 | (mt[corrupt, 0] & 0xF0)
+    return (
+        int8(M, K) if q is None else q,
+        scales(M) if q_scale is None else q_scale,
+        v if values_q is None else values_q,
+        mt if meta is None else meta,
+        n, m,
+        scales(N) if w_scale is None else w_scale,
+        bias,
+        out_dtype,
+    )
+
+
+def _ni8_past_bound():
+    n, m, kept = 1, 2, 131072
+    K = kept * m
+    return (int8(1, K), scales(1), int8(2, kept), torch.full((2, K // 8), 0b01010101, dtype=torch.uint8),
+            n, m, scales(2), None, None)
 
 
 def _i8w(x=None, wq=None, w_scale=None, bias=None, M=2, K=8, N=3):
@@ -203,6 +227,45 @@ CASES = [
          r"int8_linear: out_dtype must be float32, bfloat16 or float16"),
     Case("int8-out-f64", "int8_linear", lambda: _i8(out_dtype=torch.float64),
          r"int8_linear: out_dtype must be float32, bfloat16 or float16"),
+    # ---------------------------------------------------------------- nm_int8_linear
+    Case("ni8-q-float", "nm_int8_linear", lambda: _ni8(q=_x(2, 8)), r"nm_int8_linear: q must be an int8 tensor \[\*, K\]"),
+    Case("ni8-q-scalar", "nm_int8_linear", lambda: _ni8(q=torch.tensor(1, dtype=torch.int8), q_scale=scales()),
+         r"nm_int8_linear: q must be an int8 tensor"),
+    Case("ni8-values-float", "nm_int8_linear", lambda: _ni8(values_q=_x(3, 4)),
+         r"nm_int8_linear: values_q must be a 2-D int8 tensor \[N, K\*n/m\]"),
+    Case("ni8-values-1d", "nm_int8_linear", lambda: _ni8(values_q=int8(4)),
+         r"nm_int8_linear: values_q must be a 2-D int8 tensor"),
+    Case("ni8-meta-int8", "nm_int8_linear", lambda: _ni8(meta=torch.zeros(3, 1, dtype=torch.int8)),
+         r"nm_int8_linear: meta must be a 2-D uint8 tensor"),
+    Case("ni8-meta-shape", "nm_int8_linear", lambda: _ni8(meta=torch.zeros(3, 2, dtype=torch.uint8)),
+         r"nm_int8_linear: meta must have shape \[3, 1\] for values_q of shape \[3, 4\] \(K=8\)"),
+    Case("ni8-meta-rows", "nm_int8_linear", lambda: _ni8(meta=torch.zeros(2, 1, dtype=torch.uint8)),
+         r"nm_int8_linear: meta must have shape \[3, 1\]"),
+    Case("ni8-values-not-multiple-of-n", "nm_int8_linear",
+         lambda: _ni8(values_q=int8(3, 5), meta=torch.zeros(3, 2, dtype=torch.uint8)),
+         r"nm_int8_linear: values_q' last dim 5 must be a multiple of n=2"),
+    Case("ni8-k-mismatch", "nm_int8_linear", lambda: _ni8(q=int8(2, 12)),
+         r"nm_int8_linear: q must have shape \[\*, 8\] to match the weight \(K=8\)"),
+    Case("ni8-pattern", "nm_int8_linear", lambda: _ni8()[:4] + (4, 4) + _ni8()[6:], PATTERN.format(4, 4)),
+    Case("ni8-k-too-large", "nm_int8_linear", _ni8_past_bound,
+         r"nm_int8_linear: K\*n/m=131072 kept products \(K=262144, 1:2\) exceed 131071.*int32 accumulator could overflow"),
+    Case("ni8-q-scale-shape", "nm_int8_linear", lambda: _ni8(q_scale=scales(2, 1)),
+         r"nm_int8_linear: q_scale must be float32 with shape \[2\]"),
+    Case("ni8-q-scale-dtype", "nm_int8_linear", lambda: _ni8(q_scale=scales(2).double()),
+         r"nm_int8_linear: q_scale must be float32"),
+    Case("ni8-w-scale-shape", "nm_int8_linear", lambda: _ni8(w_scale=scales(4)),
+         r"nm_int8_linear: w_scale must be float32 with shape \[3\]"),
+    Case("ni8-w-scale-dtype", "nm_int8_linear", lambda: _ni8(w_scale=scales(3).half()),
+         r"nm_int8_linear: w_scale must be float32"),
+    Case("ni8-bias-size", "nm_int8_linear", lambda: _ni8(bias=_x(2)), r"nm_int8_linear: bias must have shape \[3\]"),
+    Case("ni8-bias-dtype", "nm_int8_linear", lambda: _ni8(bias=_x(3, dtype=torch.float64)),
+         r"nm_int8_linear: bias must be float32, bfloat16 or float16"),
+    Case("ni8-out-int32", "nm_int8_linear", lambda: _ni8(out_dtype=torch.int32),
+         r"nm_int8_linear: out_dtype must be float32, bfloat16 or float16"),
+    Case("ni8-meta-three-bits-gather", "nm_int8_linear", lambda: _ni8(M=2, corrupt=1),
+         r"nm_int8_linear: meta is not a valid 2:4 mask", fake=False),
+    Case("ni8-meta-three-bits-packed", "nm_int8_linear", lambda: _ni8(M=20, corrupt=2),
+         r"nm_int8_linear: meta is not a valid 2:4 mask", fake=False),
     # ---------------------------------------------------------------- int8_weight_linear
     Case("i8w-x-f64", "int8_weight_linear", lambda: _i8w(x=_x(2, 8, dtype=torch.float64)),
          r"int8_weight_linear: x must be a float32, bfloat16 or float16 tensor"),
@@ -280,7 +343,7 @@ def test_fake_error(case):
 
 def test_every_op_has_error_cases():
     ops = {c.op for c in CASES}
-    assert ops == {"nm_compress", "nm_decompress", "nm_linear", "quantize_rows", "int8_linear",
+    assert ops == {"nm_compress", "nm_decompress", "nm_linear", "quantize_rows", "int8_linear", "nm_int8_linear",
                    "int8_weight_linear", "dwsep_conv2d"}
 
 
@@ -317,6 +380,10 @@ def test_device_mismatch():
     q, q_scale, wq, w_scale, _, _ = _i8()
     with pytest.raises(RuntimeError, match=r"int8_linear: w_scale must be on"):
         E.int8_linear(q.cuda(), q_scale.cuda(), wq.cuda(), w_scale, None, None)
+    args = list(_ni8())
+    args[0], args[1], args[6] = args[0].cuda(), args[1].cuda(), args[6].cuda()
+    with pytest.raises(RuntimeError, match=r"nm_int8_linear: values_q must be on"):
+        E.nm_int8_linear(*args)
     args = list(_dw())
     args[0] = args[0].cuda()
     with pytest.raises(RuntimeError, match=r"dwsep_conv2d: .* must be on"):

@@ -47,6 +47,16 @@ int64_t quantize_rows_block(const T* x, int64_t ldx, int64_t K, int8_t* q, int64
   return -1;
 }
 
+// The fused epilogue of the int8 matmuls: float(acc) * q_scale * w_scale (+ *bias),
+// in this order, cast to Out. One definition so that every int8 kernel (and the
+// reference, which multiplies in the same order) rounds alike.
+template <typename Out>
+inline Out int8_epilogue(int32_t acc, float q_scale, float w_scale, const float* bias) {
+  float v = float(acc) * q_scale * w_scale;
+  if (bias) v += *bias;
+  return store_from_float<Out>(v);
+}
+
 // Output columns [o_begin, o_end) of out[M, N] (row stride ldo):
 //   out[i, o] = float(sum_k q[i, k] * wq[o, k]) * q_scale[i] * w_scale[o] + bias[o]
 // `bias` (may be null) is fp32. Blocking: a block of weight rows stays in cache
@@ -64,9 +74,7 @@ void int8_linear_block(const int8_t* q, int64_t ldq, const float* q_scale, int64
         const int8_t* wr = wq + o * K;
         int32_t acc = 0;
         for (int64_t k = 0; k < K; ++k) acc += int32_t(qr[k]) * int32_t(wr[k]);
-        float v = float(acc) * q_scale[i] * w_scale[o];
-        if (bias) v += bias[o];
-        out[i * ldo + o] = store_from_float<Out>(v);
+        out[i * ldo + o] = int8_epilogue<Out>(acc, q_scale[i], w_scale[o], bias ? bias + o : nullptr);
       }
     }
   }

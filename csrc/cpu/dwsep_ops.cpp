@@ -5,9 +5,9 @@
 #include <algorithm>
 
 #include "../checks.h"
-#include "../core/multiversion.h"
 #include "../dispatch.h"
 #include "../dwsep_weights.h"
+#include "kernels.h"
 
 namespace effdl {
 namespace {
@@ -28,17 +28,17 @@ at::Tensor dwsep_conv2d_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
     dispatch_float(x.scalar_type(), "dwsep_conv2d", [&](auto tag) {
       using T = typename decltype(tag)::type;
       using A = core::acc_t<T>;
+      const auto& kernels = cpu_kernels().floats<T>();
       const DwsepWeights w =
           dwsep_weights(s, dw_weight, dw_bias, pw_weight, pw_bias, acc_scalar_type<T>());
       const int64_t rows = s.B * s.Ho;
       const int64_t work_per_row = s.Wo * s.C * (s.kh * s.kw + s.Cout);
       const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, work_per_row));
       at::parallel_for(0, rows, grain, [&](int64_t b, int64_t e) {
-        core::mv::dwsep_conv2d_rows(s, data_as<T>(xn), data_as<A>(w.dw_w),
-                                    w.dw_b.defined() ? data_as<A>(w.dw_b) : nullptr,
-                                    data_as<A>(w.pw_wt),
-                                    w.pw_b.defined() ? data_as<A>(w.pw_b) : nullptr, dw_act, pw_act,
-                                   data_as<T>(y), b, e);
+        kernels.dwsep_conv2d_rows(s, data_as<T>(xn), data_as<A>(w.dw_w),
+                                  w.dw_b.defined() ? data_as<A>(w.dw_b) : nullptr,
+                                  data_as<A>(w.pw_wt), w.pw_b.defined() ? data_as<A>(w.pw_b) : nullptr,
+                                  dw_act, pw_act, data_as<T>(y), b, e);
       });
     });
   }

@@ -3,8 +3,8 @@
 #include <torch/library.h>
 
 #include "../checks.h"
-#include "../core/multiversion.h"
 #include "../dispatch.h"
+#include "kernels.h"
 #include "parallel.h"
 
 namespace effdl {
@@ -20,9 +20,10 @@ std::tuple<at::Tensor, at::Tensor> quantize_rows_cpu(const at::Tensor& x) {
   FirstFailure bad;
   dispatch_act_float(x.scalar_type(), "quantize_rows", [&](auto tag) {
     using T = typename decltype(tag)::type;
+    const auto& kernels = cpu_kernels().int8<T>();
     at::parallel_for(0, R, grain_for(K), [&](int64_t b, int64_t e) {
-      const int64_t r = core::mv::quantize_rows_block(data_as<T>(x2), K, K, q.data_ptr<int8_t>(), K,
-                                                  scale.data_ptr<float>(), b, e);
+      const int64_t r = kernels.quantize_rows_block(data_as<T>(x2), K, K, q.data_ptr<int8_t>(), K,
+                                                    scale.data_ptr<float>(), b, e);
       if (r >= 0) bad.report(r);
     });
   });
@@ -45,11 +46,12 @@ at::Tensor int8_linear_cpu(const at::Tensor& q, const at::Tensor& q_scale, const
   if (M == 0 || N == 0) return y;
   dispatch_act_float(out_t, "int8_linear", [&](auto tag) {
     using Out = typename decltype(tag)::type;
+    const auto& kernels = cpu_kernels().int8<Out>();
     at::parallel_for(0, N, grain_for(M * K), [&](int64_t b, int64_t e) {
-      core::mv::int8_linear_block(q2.data_ptr<int8_t>(), K, qs.data_ptr<float>(), M, K,
-                              wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
-                              b32.defined() ? b32.data_ptr<float>() : nullptr, data_as<Out>(y), N,
-                              b, e);
+      kernels.int8_linear_block(q2.data_ptr<int8_t>(), K, qs.data_ptr<float>(), M, K,
+                                wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
+                                b32.defined() ? b32.data_ptr<float>() : nullptr, data_as<Out>(y), N,
+                                b, e);
     });
   });
   return y;
@@ -68,11 +70,12 @@ at::Tensor int8_weight_linear_cpu(const at::Tensor& x, const at::Tensor& wq_in,
   if (M == 0 || N == 0) return y;
   dispatch_act_float(x.scalar_type(), "int8_weight_linear", [&](auto tag) {
     using Out = typename decltype(tag)::type;
+    const auto& kernels = cpu_kernels().int8<Out>();
     at::parallel_for(0, N, grain_for(M * K), [&](int64_t b, int64_t e) {
-      core::mv::int8_weight_linear_block(x2.data_ptr<float>(), K, M, K, wq.data_ptr<int8_t>(),
-                                     ws.data_ptr<float>(),
-                                     b32.defined() ? b32.data_ptr<float>() : nullptr,
-                                     data_as<Out>(y), N, b, e);
+      kernels.int8_weight_linear_block(x2.data_ptr<float>(), K, M, K, wq.data_ptr<int8_t>(),
+                                       ws.data_ptr<float>(),
+                                       b32.defined() ? b32.data_ptr<float>() : nullptr,
+                                       data_as<Out>(y), N, b, e);
     });
   });
   return y;

@@ -6,9 +6,9 @@
 
 #include "../checks.h"
 #include "../core/nm_format.h"
-#include "../core/multiversion.h"
 #include "../core/nm_linear.h"
 #include "../dispatch.h"
+#include "kernels.h"
 #include "parallel.h"
 
 namespace effdl {
@@ -88,6 +88,7 @@ at::Tensor nm_linear_cpu(const at::Tensor& x, const at::Tensor& values_in,
   dispatch_float(values.scalar_type(), "nm_linear", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = core::acc_t<T>;
+    const auto& kernels = cpu_kernels().floats<T>();
     const T* xp = data_as<T>(x2);
     at::Tensor xt;
     const A* xtp = nullptr;
@@ -95,14 +96,14 @@ at::Tensor nm_linear_cpu(const at::Tensor& x, const at::Tensor& values_in,
       xt = at::empty({K, core::nm_padded_rows(M)}, x.options().dtype(acc_scalar_type<T>()));
       A* dst = data_as<A>(xt);
       at::parallel_for(0, K, grain_for(M), [&](int64_t b, int64_t e) {
-        core::mv::nm_pack_x_transposed(xp, K, M, b, e, dst);
+        kernels.nm_pack_x_transposed(xp, K, M, b, e, dst);
       });
       xtp = dst;
     }
     const T* bp = bias.defined() ? data_as<T>(bias) : nullptr;
     at::parallel_for(0, N, grain_for(M * kept), [&](int64_t b, int64_t e) {
-      if (!core::mv::nm_linear_block(xp, K, xtp, M, K, data_as<T>(values), meta.data_ptr<uint8_t>(),
-                                 int(n), int(m), bp, data_as<T>(y), N, b, e)) {
+      if (!kernels.nm_linear_block(xp, K, xtp, M, K, data_as<T>(values), meta.data_ptr<uint8_t>(),
+                                   int(n), int(m), bp, data_as<T>(y), N, b, e)) {
         bad.report(b);
       }
     });

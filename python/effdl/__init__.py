@@ -19,6 +19,7 @@ from effdl.ops import (
     int8_weight_linear,
     nm_compress,
     nm_decompress,
+    nm_int8_linear,
     nm_linear,
     quantize_rows,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "models",
     "nm_compress",
     "nm_decompress",
+    "nm_int8_linear",
     "nm_linear",
     "ops",
     "prune",

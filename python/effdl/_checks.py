@@ -41,20 +41,26 @@ def nm_compress(w: torch.Tensor, n: int, m: int) -> None:
                                                         "(pad K or choose another m)")
 
 
+def _nm_meta(values: torch.Tensor, values_name: str, meta: torch.Tensor, n: int, m: int, op: str) -> int:
+    """meta [rows, ceil(K/8)] uint8 beside values [rows, K*n/m]; returns K."""
+    torch._check(meta.dim() == 2 and meta.dtype == torch.uint8,
+                 lambda: f"effdl.{op}: meta must be a 2-D uint8 tensor, got {meta.dtype} of shape {list(meta.shape)}")
+    _same_device(values, values_name, meta, "meta", op)
+    torch._check(values.shape[1] % n == 0,
+                 lambda: f"effdl.{op}: {values_name}' last dim {values.shape[1]} must be a multiple of n={n}")
+    K = values.shape[1] // n * m
+    torch._check(meta.shape[0] == values.shape[0] and meta.shape[1] == meta_bytes(K),
+                 lambda: f"effdl.{op}: meta must have shape [{values.shape[0]}, {meta_bytes(K)}] for {values_name} of shape "
+                         f"{list(values.shape)} (K={K}), got {list(meta.shape)}")
+    return K
+
+
 def nm_storage(values: torch.Tensor, meta: torch.Tensor, n: int, m: int, op: str) -> int:
     """Returns K."""
     nm_pattern(n, m, op)
     torch._check(values.dim() == 2, lambda: f"effdl.{op}: values must be 2-D [rows, K*n/m], got shape {list(values.shape)}")
     torch._check(values.dtype in FLOATS, lambda: f"effdl.{op}: values must be float32, float64, bfloat16 or float16, got {values.dtype}")
-    torch._check(meta.dim() == 2 and meta.dtype == torch.uint8,
-                 lambda: f"effdl.{op}: meta must be a 2-D uint8 tensor, got {meta.dtype} of shape {list(meta.shape)}")
-    _same_device(values, "values", meta, "meta", op)
-    torch._check(values.shape[1] % n == 0, lambda: f"effdl.{op}: values' last dim {values.shape[1]} must be a multiple of n={n}")
-    K = values.shape[1] // n * m
-    torch._check(meta.shape[0] == values.shape[0] and meta.shape[1] == meta_bytes(K),
-                 lambda: f"effdl.{op}: meta must have shape [{values.shape[0]}, {meta_bytes(K)}] for values of shape "
-                         f"{list(values.shape)} (K={K}), got {list(meta.shape)}")
-    return K
+    return _nm_meta(values, "values", meta, n, m, op)
 
 
 def nm_linear(x, values, meta, n, m, bias) -> int:
@@ -97,6 +103,41 @@ def int8_linear(q, q_scale, wq, w_scale, bias, out_dtype) -> torch.dtype:
         torch._check(bias.dtype in ACT_FLOATS, lambda: f"effdl.int8_linear: bias must be float32, bfloat16 or float16, got {bias.dtype}")
     out = out_dtype or torch.float32
     torch._check(out in ACT_FLOATS, lambda: f"effdl.int8_linear: out_dtype must be float32, bfloat16 or float16, got {out}")
+    return out
+
+
+def nm_int8_linear(q, q_scale, values_q, meta, n, m, w_scale, bias, out_dtype) -> torch.dtype:
+    """Returns the output dtype."""
+    op = "nm_int8_linear"
+    nm_pattern(n, m, op)
+    torch._check(q.dim() >= 1 and q.dtype == torch.int8,
+                 lambda: f"effdl.nm_int8_linear: q must be an int8 tensor [*, K], got {q.dtype} of shape {list(q.shape)}")
+    torch._check(values_q.dim() == 2 and values_q.dtype == torch.int8,
+                 lambda: f"effdl.nm_int8_linear: values_q must be a 2-D int8 tensor [N, K*n/m], got {values_q.dtype} "
+                         f"of shape {list(values_q.shape)}")
+    _same_device(q, "q", values_q, "values_q", op)
+    K = _nm_meta(values_q, "values_q", meta, n, m, op)
+    N, kept = values_q.shape
+    torch._check(q.shape[-1] == K,
+                 lambda: f"effdl.nm_int8_linear: q must have shape [*, {K}] to match the weight (K={K}), got {list(q.shape)}")
+    # the int32 sum runs over the kept products only
+    torch._check(kept <= INT8_MAX_K,
+                 lambda: f"effdl.nm_int8_linear: K*n/m={kept} kept products (K={K}, {n}:{m}) exceed {INT8_MAX_K}, "
+                         "beyond which the int32 accumulator could overflow")
+    torch._check(q_scale.dtype == torch.float32 and q_scale.shape == q.shape[:-1],
+                 lambda: f"effdl.nm_int8_linear: q_scale must be float32 with shape {list(q.shape[:-1])} (q's leading dims), "
+                         f"got {q_scale.dtype} of shape {list(q_scale.shape)}")
+    torch._check(w_scale.dtype == torch.float32 and w_scale.dim() == 1 and w_scale.shape[0] == N,
+                 lambda: f"effdl.nm_int8_linear: w_scale must be float32 with shape [{N}], got {w_scale.dtype} "
+                         f"of shape {list(w_scale.shape)}")
+    _same_device(q, "q", q_scale, "q_scale", op)
+    _same_device(q, "q", w_scale, "w_scale", op)
+    _vector(bias, "bias", N, q, op)
+    if bias is not None:
+        torch._check(bias.dtype in ACT_FLOATS,
+                     lambda: f"effdl.nm_int8_linear: bias must be float32, bfloat16 or float16, got {bias.dtype}")
+    out = out_dtype or torch.float32
+    torch._check(out in ACT_FLOATS, lambda: f"effdl.nm_int8_linear: out_dtype must be float32, bfloat16 or float16, got {out}")
     return out
 
 

@@ -33,3 +33,12 @@ def build_info() -> dict:
 @cache
 def cpu_features() -> dict:
     return dict(C.cpu_features()) if C is not None else {}
+
+
+def cpu_isa() -> dict:
+    """The CPU kernel level in use: ``isa`` (None when ``EFFDL_CPU_ISA`` asks for a level that
+    cannot run here, with the reason in ``error``), ``forced``, ``requested``, ``available``.
+    Not cached: the native side decides once per process and always answers the same."""
+    if C is None:  # no native kernels at all: info() reports that under "native"
+        return {"isa": None, "forced": False, "requested": "", "error": None, "available": []}
+    return dict(C.cpu_isa())

@@ -30,6 +30,7 @@ OPS = (
     "nm_linear",
     "quantize_rows",
     "int8_linear",
+    "nm_int8_linear",
     "int8_weight_linear",
     "dwsep_conv2d",
 )
@@ -43,6 +44,8 @@ TRITON_OPS = (
     "int8_weight_linear",
     "dwsep_conv2d",
 )
+# ops whose native kernels exist for the CPU only: on a GPU "auto" takes the reference
+CPU_ONLY_OPS = frozenset({"nm_int8_linear"})
 
 _backend = "auto"
 _warned: set[tuple[str, str]] = set()
@@ -134,6 +137,9 @@ def select(op: str, device: torch.device) -> str:
     if backend in ("cpu", "cuda"):
         if device.type != backend:
             raise RuntimeError(f"effdl.{op}: backend {backend!r} is forced but the input is on {device}")
+        if backend == "cuda" and op in CPU_ONLY_OPS:
+            raise RuntimeError(f"effdl.{op} has no CUDA kernel yet (CPU only in this release); "
+                               "use the 'auto' or 'reference' backend on CUDA tensors")
         if not native_built(backend):
             raise RuntimeError(f"effdl.{op}: backend {backend!r} is forced but effdl._C has no {backend} kernels ({describe_build()})")
         return "native"
@@ -144,8 +150,12 @@ def select(op: str, device: torch.device) -> str:
             return "native"
         if op in TRITON_OPS and triton_installed():
             return "triton"
-        native = (f"its CUDA kernel is not validated on {arch} (set_backend('cuda') forces it)" if native_built("cuda")
-                  else f"no native cuda kernel: {describe_build()}")
+        if op in CPU_ONLY_OPS:
+            native = "it has no CUDA kernel yet"
+        elif native_built("cuda"):
+            native = f"its CUDA kernel is not validated on {arch} (set_backend('cuda') forces it)"
+        else:
+            native = f"no native cuda kernel: {describe_build()}"
         triton = "triton is not installed" if op in TRITON_OPS else "it has no Triton kernel"
         _warn_once(op, f"{native}, and {triton}")
         return "reference"
@@ -179,7 +189,8 @@ def op_backends() -> dict[str, dict[str, str]]:
         archs = validated().get(op, [])
         table[op] = {
             "cpu": "yes" if native_built("cpu") else "not built",
-            "cuda": ("validated " + ",".join(archs) if archs else "built, not validated") if cuda_built else "not built",
+            "cuda": "no kernel (CPU only)" if op in CPU_ONLY_OPS
+            else ("validated " + ",".join(archs) if archs else "built, not validated") if cuda_built else "not built",
             "triton": _triton_status(op),
             "reference": "yes",
         }

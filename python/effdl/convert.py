@@ -1,7 +1,7 @@
 """One-call model conversion: swap layers for effdl's modules, in place.
 
 ``sparsify_`` (nn.Linear -> SparseLinear), ``quantize_`` (nn.Linear ->
-QLinear) and ``fuse_dwsep_`` (depthwise conv [+BN] + activation + 1x1 conv
+QLinear, SparseLinear -> SparseQLinear) and ``fuse_dwsep_`` (depthwise conv [+BN] + activation + 1x1 conv
 [+BN] [+activation] -> DWSeparableConv2d). Each returns the model, leaves layers
 it cannot convert untouched, and prints (``verbose=True``) one line naming what
 was converted and what was skipped and why; the full record is
@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from effdl import _checks
-from effdl.nn import DWSeparableConv2d, QLinear, SparseLinear
+from effdl.nn import DWSeparableConv2d, QLinear, SparseLinear, SparseQLinear
 from effdl.nn.dwsep import bn_unfoldable, dwsep_incompatibility
 from effdl.nn.qlinear import MODES
+from effdl.nn.sparse_qlinear import sparse_int8_incompatibility
 
 FilterFn = Callable[[nn.Module, str], bool]
 
@@ -62,9 +63,10 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def _swap_linears(model, action, make, why_not, filter_fn, verbose) -> nn.Module:
+def _swap_linears(model, action, make, why_not, filter_fn, verbose, kinds=(nn.Linear,)) -> nn.Module:
+    """Replace every module whose type is exactly one of ``kinds`` by ``make(module)``."""
     report = ConversionReport(action)
-    targets = [(name, mod) for name, mod in model.named_modules() if type(mod) is nn.Linear]
+    targets = [(name, mod) for name, mod in model.named_modules() if type(mod) in kinds]
     for name, mod in targets:
         if filter_fn is not None and not filter_fn(mod, name):
             report.skipped.append((name, "excluded by filter_fn"))
@@ -101,19 +103,38 @@ def sparsify_(
 def quantize_(
     model: nn.Module, mode: str = "dynamic", filter_fn: FilterFn | None = None, verbose: bool = True
 ) -> nn.Module:
-    """Replace every ``nn.Linear`` by :class:`QLinear` (``mode`` ``"dynamic"`` W8A8
-    or ``"weight_only"``), per-channel symmetric int8 weights."""
+    """Quantize every linear layer to int8 weights, per-channel symmetric, in place.
+
+    * ``nn.Linear`` -> :class:`QLinear`;
+    * :class:`SparseLinear` (from :func:`sparsify_`) -> :class:`SparseQLinear`, which keeps
+      the N:M pattern and quantizes the kept weights (their scale over the kept values).
+      So ``quantize_(sparsify_(model))`` gives 2:4-sparse int8 layers.
+
+    ``mode="dynamic"``: W8A8, the input quantized per row on the fly, exact int32
+    products (:func:`effdl.ops.int8_linear` / :func:`effdl.ops.nm_int8_linear`).
+    ``mode="weight_only"``: int8 weights, float activations. For an N:M layer there is
+    no fused weight-only kernel yet: :class:`SparseQLinear` then stores int8 N:M and
+    dequantizes the kept weights on each call for :func:`effdl.ops.nm_linear` (the
+    memory saving is real, the speed is that of the float N:M kernel plus the
+    dequantization). ``filter_fn(module, name)`` returning False skips a layer."""
     if mode not in MODES:
         raise ValueError(f"quantize_: mode must be one of {MODES}, got {mode!r}")
 
-    def why_not(lin: nn.Linear) -> str | None:
-        if lin.weight.dtype not in _checks.ACT_FLOATS:
-            return f"dtype {lin.weight.dtype} unsupported by the int8 kernels"
-        if lin.in_features > _checks.INT8_MAX_K and mode == "dynamic":
+    def why_not(mod: nn.Module) -> str | None:
+        if isinstance(mod, SparseLinear):
+            return sparse_int8_incompatibility(mod, mode)
+        if mod.weight.dtype not in _checks.ACT_FLOATS:
+            return f"dtype {mod.weight.dtype} unsupported by the int8 kernels"
+        if mod.in_features > _checks.INT8_MAX_K and mode == "dynamic":
             return "in_features above the int32-exact bound"
         return None
 
-    return _swap_linears(model, "quantize_", lambda lin: QLinear.from_float(lin, mode), why_not, filter_fn, verbose)
+    def make(mod: nn.Module) -> nn.Module:
+        if isinstance(mod, SparseLinear):
+            return SparseQLinear.from_sparse(mod, mode)
+        return QLinear.from_float(mod, mode)
+
+    return _swap_linears(model, "quantize_", make, why_not, filter_fn, verbose, kinds=(nn.Linear, SparseLinear))
 
 
 # ---------------------------------------------------------------- fuse_dwsep_

@@ -23,6 +23,7 @@ def info() -> dict:
     from effdl import __version__
 
     build = _ext.build_info()
+    isa = _ext.cpu_isa()
     return {
         "effdl": __version__,
         "torch": torch.__version__,
@@ -33,7 +34,10 @@ def info() -> dict:
         "compiler": build.get("compiler"),
         "cpu": platform.processor() or platform.machine(),
         "cpu_features": {k: v for k, v in _ext.cpu_features().items() if k != "arch"},
-        "cpu_kernel_isa": build.get("cpu_kernel_isa"),
+        # the CPU kernel level in use; EFFDL_CPU_ISA=avx512_vnni|avx512|avx2|portable forces one
+        "cpu_kernel_isa": isa["isa"] if isa["error"] is None else f"UNUSABLE ({isa['error']})",
+        "cpu_kernel_isa_forced": isa["forced"],
+        "cpu_kernel_isas_here": ", ".join(isa["available"]) or None,
         "cuda_compiled": bool(build.get("cuda")),
         "cuda_archs": build.get("cuda_archs") or None,
         "cuda_available": torch.cuda.is_available(),
@@ -48,12 +52,13 @@ def format_info(d: dict | None = None) -> str:
     """A plain-text rendering of :func:`info`."""
     d = d or info()
     lines = []
+    key_width = max(len(key) for key in d)
     for key, value in d.items():
         if key == "ops":
             continue
         if isinstance(value, dict):
             value = " ".join(f"{k}" for k, v in value.items() if v) or "-"
-        lines.append(f"{key:>17}: {value}")
+        lines.append(f"{key:>{key_width}}: {value}")
     cols = ["cpu", "cuda", "triton", "reference"]
     width = max(len(op) for op in d["ops"])
     lines.append("")

@@ -103,6 +103,31 @@ def int8_linear(
     return _route("int8_linear", q.device)(q, q_scale, wq, w_scale, bias, out_dtype)
 
 
+def nm_int8_linear(
+    q: torch.Tensor,
+    q_scale: torch.Tensor,
+    values_q: torch.Tensor,
+    meta: torch.Tensor,
+    n: int,
+    m: int,
+    w_scale: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """N:M-sparse W8A8 linear: :func:`int8_linear` with ``wq [N, K]`` in compressed N:M form.
+
+    ``values_q`` int8 ``[N, K*n/m]`` and ``meta`` uint8 ``[N, ceil(K/8)]`` are the
+    :mod:`effdl.formats` storage of ``wq`` (``nm_compress`` of an N:M-sparse weight,
+    quantized). Only the kept weights are multiplied; their products accumulate
+    exactly in int32 (``K*n/m <= 131071`` guarantees no overflow; more is
+    rejected), then ``* q_scale[*, None] * w_scale[N] + bias[N]`` in fp32, cast to
+    ``out_dtype`` (float32 default, bfloat16 or float16). ``n`` and ``m`` are
+    needed because ``meta`` alone cannot tell 2:4 from 4:8. CPU kernel only: on
+    CUDA tensors the ``"auto"`` backend computes it with the reference. Inference only.
+    """
+    return _route("nm_int8_linear", q.device)(q, q_scale, values_q, meta, n, m, w_scale, bias, out_dtype)
+
+
 def int8_weight_linear(
     x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -175,6 +200,11 @@ if _ext.available():
     def _int8_linear_fake(q, q_scale, wq, w_scale, bias=None, out_dtype=None):
         out = _checks.int8_linear(q, q_scale, wq, w_scale, bias, out_dtype)
         return q.new_empty(_linear_out_shape(q, wq.shape[0]), dtype=out)
+
+    @torch.library.register_fake("effdl::nm_int8_linear")
+    def _nm_int8_linear_fake(q, q_scale, values_q, meta, n, m, w_scale, bias=None, out_dtype=None):
+        out = _checks.nm_int8_linear(q, q_scale, values_q, meta, n, m, w_scale, bias, out_dtype)
+        return q.new_empty(_linear_out_shape(q, values_q.shape[0]), dtype=out)
 
     @torch.library.register_fake("effdl::int8_weight_linear")
     def _int8_weight_linear_fake(x, wq, w_scale, bias=None):

@@ -75,14 +75,33 @@ def int8_matmul_exact(q: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
     return acc.to(torch.int32)
 
 
-def int8_linear(q, q_scale, wq, w_scale, bias=None, out_dtype=None):
-    """``float(q @ wq.T) * q_scale[*, None] * w_scale + bias`` in fp32, cast to ``out_dtype`` (default fp32)."""
-    out_dtype = _checks.int8_linear(q, q_scale, wq, w_scale, bias, out_dtype)
-    acc = int8_matmul_exact(q, wq).to(torch.float32)
-    y = acc * q_scale.unsqueeze(-1) * w_scale
+def _int8_epilogue(acc: torch.Tensor, q_scale, w_scale, bias, out_dtype) -> torch.Tensor:
+    """``float(acc) * q_scale[*, None] * w_scale (+ bias)`` in fp32, in the kernels' order, cast to ``out_dtype``."""
+    y = acc.to(torch.float32) * q_scale.unsqueeze(-1) * w_scale
     if bias is not None:
         y = y + bias.float()
     return y.to(out_dtype)
+
+
+def int8_linear(q, q_scale, wq, w_scale, bias=None, out_dtype=None):
+    """``float(q @ wq.T) * q_scale[*, None] * w_scale + bias`` in fp32, cast to ``out_dtype`` (default fp32)."""
+    out_dtype = _checks.int8_linear(q, q_scale, wq, w_scale, bias, out_dtype)
+    return _int8_epilogue(int8_matmul_exact(q, wq), q_scale, w_scale, bias, out_dtype)
+
+
+def nm_int8_decompress(values_q: torch.Tensor, meta: torch.Tensor, n: int, m: int,
+                       _op: str = "nm_int8_linear") -> torch.Tensor:
+    """The dense int8 ``[N, K]`` weight of an N:M int8 pair (zeros where pruned); validates ``meta``."""
+    K = _valid_mask_k(values_q, meta, n, m, _op)
+    cols = formats.kept_columns(meta, K, n, m)
+    return torch.zeros(values_q.shape[0], K, dtype=values_q.dtype, device=values_q.device).scatter(1, cols, values_q)
+
+
+def nm_int8_linear(q, q_scale, values_q, meta, n: int, m: int, w_scale, bias=None, out_dtype=None):
+    """``int8_linear`` with ``wq`` given in N:M compressed form (``values_q`` int8 + ``meta``)."""
+    out_dtype = _checks.nm_int8_linear(q, q_scale, values_q, meta, n, m, w_scale, bias, out_dtype)
+    wq = nm_int8_decompress(values_q, meta, n, m)
+    return _int8_epilogue(int8_matmul_exact(q, wq), q_scale, w_scale, bias, out_dtype)
 
 
 def int8_weight_linear(x, wq, w_scale, bias=None):

@@ -3,5 +3,6 @@
 from effdl.nn.dwsep import DWSeparableConv2d
 from effdl.nn.qlinear import QLinear
 from effdl.nn.sparse_linear import SparseLinear
+from effdl.nn.sparse_qlinear import SparseQLinear
 
-__all__ = ["DWSeparableConv2d", "QLinear", "SparseLinear"]
+__all__ = ["DWSeparableConv2d", "QLinear", "SparseLinear", "SparseQLinear"]
