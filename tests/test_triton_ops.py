@@ -21,6 +21,7 @@ from test_errors import CASES
 from test_ops import DTYPE_IDS, TOL, assert_bitwise_equal, assert_close_rel, check_linear_output, f64
 
 from effdl import reference
+from effdl.backends import TRITON_OPS
 
 T = pytest.importorskip("effdl.triton")
 
@@ -284,6 +285,8 @@ def test_every_bad_input_raises_the_native_error(device):
     (One test: each case is cheap, and most fail before a launch.)"""
     failures = []
     for case in CASES:
+        if case.op not in TRITON_OPS:
+            continue
         args = _on(device, case.args())
         try:
             getattr(T, case.op)(*args)
