@@ -176,6 +176,20 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
+def _memory_format(model: nn.Module) -> str:
+    """``"channels_last"`` when the model's 4-D weights are laid out so (convolutions then
+    pick other algorithms, so a reload must lay them out alike to give the same outputs)."""
+    for p in model.parameters():
+        if p.dim() != 4:
+            continue
+        # compare the strides themselves: is_contiguous() ignores size-1 dims, so a 1x1 or a
+        # one-input-channel weight counts as contiguous in both formats
+        o, i, h, w = p.shape
+        if p.stride() == (h * w * i, 1, w * i, i) and p.stride() != (i * h * w, h * w, w, 1):
+            return "channels_last"
+    return "contiguous"
+
+
 def save(model: nn.Module, path: str | os.PathLike, architecture: dict | None = None) -> dict[str, int]:
     """Write ``model`` to ``<path>.safetensors`` + ``<path>.json`` (a ``.safetensors``
     or ``.json`` suffix on ``path`` is dropped first).
@@ -217,7 +231,7 @@ def save(model: nn.Module, path: str | os.PathLike, architecture: dict | None = 
     tensors_path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(tensors_path), metadata={"format": FORMAT})
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "architecture": architecture, "layers": layers,
-           "tensors": tensors_path.name}
+           "memory_format": _memory_format(model), "tensors": tensors_path.name}
     json_path.write_text(json.dumps(doc, indent=1) + "\n")
     return {str(tensors_path): tensors_path.stat().st_size, str(json_path): json_path.stat().st_size}
 
@@ -237,6 +251,8 @@ def load(path: str | os.PathLike, device: torch.device | str = "cpu") -> nn.Modu
                          f"{FORMAT_VERSION}")
     model = _rebuild(doc["architecture"], doc["layers"], device=device)
     model.load_state_dict(load_file(str(tensors_path), device=str(device)), strict=True)
+    if doc.get("memory_format") == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
     return model.eval()
 
 

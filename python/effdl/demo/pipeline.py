@@ -96,19 +96,20 @@ def build_stages(cfg: DemoConfig, data, split, bars: Bars) -> list[Stage]:
             out.append(Stage("pruned_kernels", f"pruned {cfg.prune_method} + {label}", kernels,
                              "the pruned student on effdl's kernels", kernels=done))
     qbase = pruned if pruned is not None else base
+    qprefix = f"pruned {cfg.prune_method} + " if pruned is not None else ""
     if "ptq" in steps:
         with bars.step("int8 PTQ (calibrate, convert)", 1) as advance:
             (q, summary), s = timed(stages.ptq, qbase, data)
             advance("")
         q, done = stages.to_kernels(q, sparse_linear=False)
-        out.append(Stage("ptq", "int8 PTQ + fused dwsep", q, "post-training int8 of the linear layers",
+        out.append(Stage("ptq", f"{qprefix}int8 PTQ + fused dwsep", q, "post-training int8 of the linear layers",
                          kernels=[summary, *done], train_seconds=s))
     if "qat" in steps:
         with bars.epochs("int8 QAT fine-tune", cfg.qat_epochs) as p:
             (q, summary), s = timed(stages.qat, qbase, teacher, data, cfg.qat_epochs, lr / 10, T, alpha,
                                     progress=p)
         q, done = stages.to_kernels(q, sparse_linear=False)
-        out.append(Stage("qat", "int8 QAT + fused dwsep", q, "quantization-aware fine-tuning of the linear layers",
+        out.append(Stage("qat", f"{qprefix}int8 QAT + fused dwsep", q, "quantization-aware fine-tuning of the linear layers",
                          kernels=[summary, *done], train_seconds=s))
     return out
 
