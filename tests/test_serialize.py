@@ -125,7 +125,7 @@ def test_architecture_argument_for_plain_models(tmp_path):
 
 
 def test_unknown_architecture():
-    with pytest.raises(ValueError, match="unknown architecture 'NoSuchNet'.*register_architecture"):
+    with pytest.raises(ValueError, match=r"unknown architecture 'NoSuchNet'.*register_architecture"):
         serialize.build("NoSuchNet")
 
 

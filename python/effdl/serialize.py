@@ -184,7 +184,7 @@ def _memory_format(model: nn.Module) -> str:
             continue
         # compare the strides themselves: is_contiguous() ignores size-1 dims, so a 1x1 or a
         # one-input-channel weight counts as contiguous in both formats
-        o, i, h, w = p.shape
+        _, i, h, w = p.shape
         if p.stride() == (h * w * i, 1, w * i, i) and p.stride() != (i * h * w, h * w, w, 1):
             return "channels_last"
     return "contiguous"
