@@ -125,22 +125,23 @@ def test_cli_rejects_a_bad_pipeline(capsys):
     assert "unknown steps ['nonsense']" in capsys.readouterr().err
 
 
-def test_student_only_channel_pruning_run(tmp_path):
-    """Another pipeline: no teacher, channel pruning then PTQ (a smaller dense model that reloads)."""
+def test_channel_pruning_and_qat_run(tmp_path):
+    """Another pipeline: channel pruning (a smaller dense model) then QAT, both reloadable."""
     from effdl.demo import run
 
-    with pytest.raises(ValueError, match="'qat' needs 'teacher'"):
-        DemoConfig.make(quick=True, pipeline=("student", "prune", "qat"))
-    cfg = DemoConfig.make(quick=True, out=str(tmp_path / "r"), pipeline=("student", "prune", "ptq"),
+    cfg = DemoConfig.make(quick=True, out=str(tmp_path / "r"), pipeline=("teacher", "distill", "prune", "qat"),
                           prune_method="channel", sparsity=0.25)
-    cfg.student_epochs, cfg.finetune_epochs, cfg.batch_sizes, cfg.timing_reps = 2, 1, (4,), 2
+    cfg.teacher_epochs, cfg.student_epochs, cfg.batch_sizes, cfg.timing_reps = 1, 2, (4,), 2
     report = run(cfg)
     by_key = {st["key"]: st for st in report["stages"]}
-    assert list(by_key) == ["student", "pruned", "ptq"]
-    assert by_key["pruned"]["params"] < by_key["student"]["params"]
-    assert "speedup_vs_teacher" not in by_key["student"]
+    assert list(by_key) == ["teacher", "distilled", "pruned", "qat"]
+    assert by_key["pruned"]["params"] < by_key["distilled"]["params"]
+    assert by_key["qat"]["layers"]["QLinear"] == 1 and by_key["qat"]["layers"]["DWSeparableConv2d"] > 0
+    # QAT keeps the pruned zeros (none here: channel pruning leaves dense layers) and the shape
+    assert by_key["qat"]["params"] <= by_key["pruned"]["params"]
     split = effdl.data.digits(seed=0)
-    model = serialize.load(tmp_path / "r" / "models" / "pruned")
-    with torch.inference_mode():
-        assert effdl.training.evaluate(model, split.test_x, split.test_y) == pytest.approx(
-            by_key["pruned"]["accuracy"])
+    for key in ("pruned", "qat"):
+        model = serialize.load(tmp_path / "r" / "models" / key)
+        with torch.inference_mode():
+            assert effdl.training.evaluate(model, split.test_x, split.test_y) == pytest.approx(
+                by_key[key]["accuracy"], abs=1e-9)

@@ -15,12 +15,12 @@ def _rows(result: dict) -> list[list[str]]:
     rows = []
     for st in result["stages"]:
         row = [st["name"], f"{st['accuracy']:.2f}", f"{st['params']:,}", f"{st['params_nonzero']:,}",
-               f"{st['flops'] / 1e6:.2f}", _kib(st["bytes_on_disk"])]
+               f"{st['flops'] / 1e6:.2f} / {st['flops_nonzero'] / 1e6:.2f}", _kib(st["bytes_on_disk"])]
         for bs in bss:
             t = st.get("speedup_vs_teacher", {}).get(bs)
             s = st.get("speedup_vs_student", {}).get(bs)
             row.append(f"{st['latency_ms'][bs]:.3f}")
-            row.append(f"{t:.2f}x / {s:.2f}x" if t is not None and s is not None else
+            row.append(f"{t:.2f}x/{s:.2f}x" if t is not None and s is not None else
                        f"{t:.2f}x" if t is not None else f"{s:.2f}x" if s is not None else "-")
         rows.append(row)
     return rows
@@ -28,10 +28,10 @@ def _rows(result: dict) -> list[list[str]]:
 
 def _header(result: dict) -> list[str]:
     refs = result.get("speedup_references", {})
-    vs = " / ".join(k for k in ("teacher", "student") if k in refs) or "-"
-    head = ["stage", "test acc %", "params", "nonzero", "MFLOPs", "KiB on disk"]
+    vs = "/".join(k[0].upper() for k in ("teacher", "student") if k in refs) or "-"
+    head = ["stage", "test acc %", "params", "nonzero", "MFLOPs / nonzero", "KiB on disk"]
     for bs in result["batch_sizes"]:
-        head += [f"ms @ bs {bs}", f"speedup vs {vs}"]
+        head += [f"ms @ bs {bs}", f"speedup {vs}"]
     return head
 
 
@@ -41,8 +41,12 @@ def print_table(result: dict, console: Console) -> None:
         table.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
     for row in _rows(result):
         table.add_row(*row)
-    wide = Console(width=max(console.width, 200), file=console.file, force_terminal=console.is_terminal)
+    # never squeeze the columns: a narrow (or non-terminal) console gets a wider line
+    wide = Console(width=max(console.width, 220), file=console.file, force_terminal=console.is_terminal)
     wide.print(table)
+    refs = result.get("speedup_references", {})
+    console.print("speedup T/S: latency of the float teacher / of this stage, and of the float student "
+                  f"({refs.get('student', '-')}) / of this stage, at each batch size")
 
 
 def _slower(result: dict) -> list[str]:
@@ -78,11 +82,14 @@ def markdown(result: dict) -> str:
         "- *test acc*: top-1 on the held-out test split, measured on the saved-and-reloadable model.",
         "- *params*: stored weights (a `SparseLinear` counts its kept values, a `QLinear` its int8 weights); "
         "*nonzero*: those that are not zero; *MFLOPs*: per image, 2 per multiply-accumulate of the convs and "
-        "linears as the kernel runs them.",
+        "linears as the kernel runs them (*nonzero*: those with a nonzero weight, what a sparse kernel could skip).",
         "- *KiB on disk*: `os.path.getsize` of the saved `.safetensors` + `.json` (in `models/`).",
         "- *latency*: median ms per forward of a batch, every stage timed in turn within each repetition "
-        "(one process, interleaved), channels_last; *speedup*: reference latency / stage latency, "
-        f"against the float teacher and the float student (`{result['speedup_references'].get('student', '-')}`).",
+        "(one process, interleaved), channels_last; *speedup T/S*: reference latency / stage latency, "
+        f"against the float teacher (T) and the float student (S: "
+        f"`{result['speedup_references'].get('student', '-')}`).",
+        "- Saved models: `models/<stage>.safetensors` + `.json` (the repository keeps the final one only; "
+        "the run writes them all).",
         "",
         "## What ran where",
         "",
@@ -92,6 +99,16 @@ def markdown(result: dict) -> str:
         conv = "; ".join(st["conversions"]) if st["conversions"] else "none"
         lines.append(f"- **{st['name']}** ({st['how']}): runs {layers}. Conversions: {conv}.")
     notes = _slower(result)
+    by_key = {st["key"]: st for st in result["stages"]}
+    ref = by_key.get(result["speedup_references"].get("student", ""))
+    if ref is not None and "teacher" in by_key:
+        for bs, t in ref.get("speedup_vs_teacher", {}).items():
+            if t < 0.95:
+                notes.append(f"- The float student ({ref['flops'] / 1e6:.2f} MFLOPs) is slower than the teacher "
+                             f"({by_key['teacher']['flops'] / 1e6:.2f} MFLOPs) at batch {bs} ({t:.2f}x): it runs "
+                             f"{sum(ref['layers'].values())} small layers against "
+                             f"{sum(by_key['teacher']['layers'].values())}, and at this size each layer costs "
+                             "its call overhead more than its arithmetic.")
     lines += ["", "## Where compression does not pay here", ""]
     lines += notes or ["- every compressed stage is at least as fast as the float student."]
     lines += [
