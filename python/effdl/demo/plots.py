@@ -16,10 +16,11 @@ def write_plots(result: dict, out_dir: Path) -> dict[str, str]:
     written = {}
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=90)
-    for st in stages:
-        ax.scatter(st["bytes_on_disk"] / 1024, st["accuracy"], s=30)
-        ax.annotate(st["name"], (st["bytes_on_disk"] / 1024, st["accuracy"]), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+    markers = "osD^vP*Xh"
+    for i, st in enumerate(stages):  # a legend, not annotations: stages of the same size overlap
+        ax.scatter(st["bytes_on_disk"] / 1024, st["accuracy"], s=40, marker=markers[i % len(markers)],
+                   label=st["name"], alpha=0.8)
+    ax.legend(fontsize=7, loc="lower right")
     ax.set_xscale("log")
     ax.set_xlabel("bytes on disk (KiB, log scale)")
     ax.set_ylabel("test accuracy (%)")
