@@ -145,3 +145,14 @@ def test_channel_pruning_and_qat_run(tmp_path):
         with torch.inference_mode():
             assert effdl.training.evaluate(model, split.test_x, split.test_y) == pytest.approx(
                 by_key[key]["accuracy"], abs=1e-9)
+
+
+@pytest.mark.parametrize(("device", "message"), [("nonsense", "device: "), ("meta", "'cpu' or 'cuda")]
+                         + ([] if torch.cuda.is_available() else [("cuda", "no CUDA GPU is available")]))
+def test_cli_rejects_a_bad_device(capsys, tmp_path, device, message):
+    from effdl import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo", "--quick", "--device", device, "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err

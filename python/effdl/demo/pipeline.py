@@ -52,6 +52,7 @@ def build_stages(cfg: DemoConfig, data, split, bars: Bars) -> list[Stage]:
     out: list[Stage] = []
     steps = set(cfg.pipeline)
     seed, lr, T, alpha = cfg.seed, cfg.lr, cfg.temperature, cfg.alpha
+    device = split.train_x.device
     teacher = student = distilled = pruned = None
 
     def timed(fn, *args, **kwargs):
@@ -62,18 +63,18 @@ def build_stages(cfg: DemoConfig, data, split, bars: Bars) -> list[Stage]:
     if "teacher" in steps:
         with bars.epochs("train teacher (ResNet)", cfg.teacher_epochs) as p:
             teacher, s = timed(stages.train_from_scratch, TEACHER_ARCH, cfg.teacher, data, cfg.teacher_epochs, lr,
-                               seed, progress=p)
+                               seed, device, progress=p)
         out.append(Stage("teacher", "teacher (ResNet, float)", teacher, "trained on labels", train_seconds=s))
     if "student" in steps:
         with bars.epochs("train student on labels", cfg.student_epochs) as p:
             student, s = timed(stages.train_from_scratch, STUDENT_ARCH, cfg.student, data, cfg.student_epochs, lr,
-                               seed + 1, progress=p)
+                               seed + 1, device, progress=p)
         out.append(Stage("student", "student (MobileNetV2, labels)", student, "trained on labels alone",
                          train_seconds=s))
     if "distill" in steps:
         with bars.epochs("distill teacher -> student", cfg.student_epochs) as p:
             distilled, s = timed(stages.distill, teacher, STUDENT_ARCH, cfg.student, data, cfg.student_epochs, lr,
-                                 seed + 1, T, alpha, progress=p)
+                                 seed + 1, T, alpha, device, progress=p)
         out.append(Stage("distilled", "student (distilled)", distilled,
                          f"distilled from the teacher (T={T}, alpha={alpha})", train_seconds=s))
     base = distilled if distilled is not None else student
@@ -118,6 +119,7 @@ def _machine() -> dict:
     info = effdl.info()
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "effdl": effdl.__version__, "cpu_kernel_isa": info.get("cpu_kernel_isa"),
             "backend": effdl.get_backend()}
 
@@ -145,6 +147,7 @@ def measure(cfg: DemoConfig, built: list[Stage], split, bars: Bars) -> dict:
     models = {st.key: st.model.to(memory_format=torch.channels_last) for st in built}
     with bars.step("latency (interleaved, medians)", len(cfg.batch_sizes)) as advance:
         ms = latency_table(models, split.test_x, cfg.batch_sizes, cfg.timing_reps, advance)
+    device = split.test_x.device
     refs = {"teacher": "teacher", "student": "distilled" if "distilled" in models else "student"}
     for row in rows:
         row["latency_ms"] = {str(bs): ms[row["key"]][bs] for bs in cfg.batch_sizes}
@@ -154,11 +157,23 @@ def measure(cfg: DemoConfig, built: list[Stage], split, bars: Bars) -> dict:
                                                  for bs in cfg.batch_sizes}
     final = built[-1].key
     return {
-        "effdl_demo_version": 1, "machine": _machine(), "config": cfg.as_dict(),
+        "effdl_demo_version": 1, "machine": _machine(), "device": str(device), "config": cfg.as_dict(),
         "data": {"name": "scikit-learn load_digits (8x8)", "train": len(split.train_x), "test": len(split.test_x)},
         "batch_sizes": list(cfg.batch_sizes), "speedup_references": {k: v for k, v in refs.items() if v in ms},
         "stages": rows, "final_model": os.path.relpath(str(models_dir / final), out_dir),
     }
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"device: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {name!r} asked for, but no CUDA GPU is available here")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: 'cpu' or 'cuda[:N]', got {name!r}")
+    return device
 
 
 def run(cfg: DemoConfig, console: Console | None = None) -> dict:
@@ -166,13 +181,14 @@ def run(cfg: DemoConfig, console: Console | None = None) -> dict:
     from effdl.demo import plots, report
 
     console = console or Console()
+    device = _device(cfg.device)
     torch.set_num_threads(cfg.threads)
-    if cfg.device != "cpu":
-        raise ValueError(f"device: only 'cpu' is supported by the demo for now, got {cfg.device!r}")
-    split = effdl.data.digits(seed=cfg.seed)
+    # the data set is 1797 tiny images: it lives on the device for the whole run
+    split = effdl.data.Split(*(t.to(device) for t in effdl.data.digits(seed=cfg.seed)))
     data = effdl.data.loader(split.train_x, split.train_y, cfg.batch_size, shuffle=True, seed=cfg.seed)
     console.print(f"effdl {effdl.__version__} demo: {', '.join(cfg.pipeline)} on the scikit-learn digits "
-                  f"({len(split.train_x)} train / {len(split.test_x)} test images), {cfg.threads} thread(s), "
+                  f"({len(split.train_x)} train / {len(split.test_x)} test images), device {device}, "
+                  f"{cfg.threads} thread(s), "
                   f"{'quick' if cfg.quick else 'full'} run")
     t0 = time.perf_counter()
     with Bars(console) as bars:

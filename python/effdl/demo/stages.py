@@ -28,19 +28,20 @@ def _linear_only(mod: nn.Module, name: str) -> bool:
 
 
 def train_from_scratch(arch: str, kwargs: dict, data, epochs: int, lr: float, seed: int,
-                       progress: Progress | None = None) -> nn.Module:
-    """A freshly initialised ``arch`` trained on labels (cross-entropy)."""
+                       device: torch.device, progress: Progress | None = None) -> nn.Module:
+    """A freshly initialised ``arch`` (same weights on every device: built on the CPU) trained
+    on labels (cross-entropy)."""
     torch.manual_seed(seed)
-    model = serialize.build(arch, **kwargs)
+    model = serialize.build(arch, **kwargs).to(device)
     effdl.training.train(model, data, epochs=epochs, lr=lr, progress=progress)
     return model.eval()
 
 
 def distill(teacher: nn.Module, arch: str, kwargs: dict, data, epochs: int, lr: float, seed: int, T: float,
-            alpha: float, progress: Progress | None = None) -> nn.Module:
+            alpha: float, device: torch.device, progress: Progress | None = None) -> nn.Module:
     """A fresh ``arch`` student trained on the teacher's soft targets plus the labels."""
     torch.manual_seed(seed)
-    student = serialize.build(arch, **kwargs)
+    student = serialize.build(arch, **kwargs).to(device)
     distiller = Distiller(copy.deepcopy(teacher), student, T=T, alpha=alpha)
     effdl.training.train(distiller, data, epochs=epochs, lr=lr, compute_loss=Distiller.compute_loss,
                          progress=progress)

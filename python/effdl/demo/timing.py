@@ -20,14 +20,18 @@ def time_interleaved(models: dict[str, nn.Module], x: torch.Tensor, reps: int, w
     if reps < 1:
         raise ValueError(f"reps must be >= 1, got {reps}")
     times: dict[str, list[float]] = {name: [] for name in models}
+    # a GPU runs asynchronously: wait for the work before reading the clock
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
     with torch.inference_mode():
         for model in models.values():
             for _ in range(warmup):
                 model(x)
         for _ in range(reps):
             for name, model in models.items():
+                sync()
                 t0 = time.perf_counter()
                 model(x)
+                sync()
                 times[name].append((time.perf_counter() - t0) * 1e3)
     return {name: statistics.median(t) for name, t in times.items()}
 
