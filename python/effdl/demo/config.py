@@ -42,7 +42,7 @@ class DemoConfig:
     lr: float = 0.05
     batch_size: int = 64
     batch_sizes: tuple[int, ...] = (1, 16, 128)
-    timing_reps: int = 40
+    timing_reps: int = 200
     temperature: float = 4.0
     alpha: float = 0.3
 
