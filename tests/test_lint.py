@@ -20,10 +20,7 @@ def test_ruff_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_cli_info_and_demo_run():
+def test_cli_info_runs():
+    # `effdl demo --quick` runs end to end in tests/test_demo.py, which checks its report
     info = subprocess.run([sys.executable, "-m", "effdl.cli", "info"], capture_output=True, text=True, check=True)
     assert "nm_linear" in info.stdout and "cpu_kernel_isa" in info.stdout
-    demo = subprocess.run([sys.executable, "-m", "effdl.cli", "demo", "--quick"], capture_output=True, text=True,
-                          check=True, timeout=600)
-    for variant in ("float", "fused dwsep", "2:4 sparse", "int8 dynamic", "int8 weight-only"):
-        assert variant in demo.stdout

@@ -12,9 +12,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_info = sub.add_parser("info", help="versions, CPU features, CUDA archs, ops x backends")
     p_info.add_argument("--json", action="store_true", help="print JSON")
-    p_demo = sub.add_parser("demo", help="convert a small model three ways and compare with float")
-    p_demo.add_argument("--quick", action="store_true", help="fewer repetitions (seconds)")
+    p_demo = sub.add_parser("demo", help="teacher -> distilled student -> pruned -> int8 -> effdl kernels, "
+                                         "on the digits, with a report")
+    p_demo.add_argument("--quick", action="store_true", help="a short run for CI (well under a minute)")
     p_demo.add_argument("--seed", type=int, default=0)
+    p_demo.add_argument("--out", default="report", help="report folder (default: report)")
+    p_demo.add_argument("--device", default="cpu", help="device to run on (cpu)")
+    p_demo.add_argument("--pipeline", default=None,
+                        help="comma-separated steps among teacher,student,distill,prune,ptq,qat,convert "
+                             "(default: all but qat)")
+    p_demo.add_argument("--prune", dest="prune_method", default=None, choices=("2:4", "unstructured", "channel"),
+                        help="pruning of the student (default 2:4)")
+    p_demo.add_argument("--sparsity", type=float, default=None,
+                        help="unstructured sparsity / fraction of channels removed (default 0.5)")
+    p_demo.add_argument("--threads", type=int, default=None, help="torch threads (default 1: tiny layers)")
     args = parser.parse_args(argv)
 
     if args.command == "info":
@@ -25,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from effdl import demo
 
-        demo.main(quick=args.quick, seed=args.seed)
+        pipeline = tuple(s.strip() for s in args.pipeline.split(",") if s.strip()) if args.pipeline else None
+        try:
+            demo.main(quick=args.quick, seed=args.seed, out=args.out, pipeline=pipeline, device=args.device,
+                      threads=args.threads, prune_method=args.prune_method, sparsity=args.sparsity)
+        except ValueError as e:
+            parser.error(f"demo: {e}")
         return 0
     return 2
 
