@@ -12,7 +12,7 @@ from torch import nn
 
 import effdl
 from effdl import prune, quant, serialize
-from effdl.nn import DWSeparableConv2d, QLinear, SparseLinear
+from effdl.nn import DWSeparableConv2d, QLinear, SparseLinear, SparseQLinear
 
 STUDENT = {"num_classes": 10, "in_channels": 1, "input_size": 8, "width_mult": 0.5, "last_channel": 64,
            "inverted_residual_setting": [[1, 16, 1, 1], [4, 24, 2, 2]]}
@@ -80,6 +80,16 @@ def test_int8_roundtrip(tmp_path, mode):
     _assert_same(model, back)
     (q,) = [m for m in back.modules() if isinstance(m, QLinear)]
     assert q.mode == mode and q.wq.dtype == torch.int8
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "weight_only"])
+def test_sparse_int8_roundtrip(tmp_path, mode):
+    """quantize_(sparsify_(model)): the 2:4 classifier becomes a SparseQLinear."""
+    model = effdl.quantize_(effdl.sparsify_(_student(), verbose=False), mode, verbose=False)
+    back = _roundtrip(model, tmp_path / "sq")
+    _assert_same(model, back)
+    (sq,) = [m for m in back.modules() if isinstance(m, SparseQLinear)]
+    assert sq.mode == mode and sq.values_q.dtype == torch.int8 and (sq.n, sq.m) == (2, 4)
 
 
 def test_ptq_roundtrip(tmp_path):

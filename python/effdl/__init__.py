@@ -9,7 +9,7 @@ algorithms that produce what those kernels run: :mod:`effdl.prune`,
 first use: triton reads ``TRITON_INTERPRET`` when they are defined.
 """
 
-from effdl import _ext, data, distill, formats, models, ops, prune, quant, reference, training  # noqa: F401  (_ext loads the kernels first)
+from effdl import _ext, data, distill, formats, models, ops, prune, quant, reference, serialize, training  # noqa: F401  (_ext loads the kernels first)
 from effdl.backends import get_backend, set_backend
 from effdl.convert import fuse_dwsep_, quantize_, sparsify_
 from effdl.info import info
@@ -23,6 +23,7 @@ from effdl.ops import (
     nm_linear,
     quantize_rows,
 )
+from effdl.serialize import load, save
 
 __version__ = "0.1.0"
 
@@ -37,6 +38,7 @@ __all__ = [
     "info",
     "int8_linear",
     "int8_weight_linear",
+    "load",
     "models",
     "nm_compress",
     "nm_decompress",
@@ -48,6 +50,8 @@ __all__ = [
     "quantize_",
     "quantize_rows",
     "reference",
+    "save",
+    "serialize",
     "set_backend",
     "sparsify_",
     "training",

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from effdl.nn import DWSeparableConv2d, QLinear, SparseLinear
+from effdl.nn import DWSeparableConv2d, QLinear, SparseLinear, SparseQLinear
 
 FORMAT = "effdl.saved_model"
 FORMAT_VERSION = 1
@@ -116,6 +116,8 @@ LAYER_SPECS: dict[type[nn.Module], Callable[[Any], dict]] = {
                              "bias": m.bias is not None, "n": m.n, "m": m.m},
     QLinear: lambda m: {"in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None,
                         "mode": m.mode},
+    SparseQLinear: lambda m: {"in_features": m.in_features, "out_features": m.out_features,
+                              "bias": m.bias is not None, "n": m.n, "m": m.m, "mode": m.mode},
     DWSeparableConv2d: _dwsep_args,
 }
 _LAYER_TYPES = {cls.__name__: cls for cls in LAYER_SPECS}
