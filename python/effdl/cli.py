@@ -9,6 +9,9 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # every further argument (--help included) belongs to python -m bench
+        return _bench(argv[1:])
     parser = argparse.ArgumentParser(prog="effdl", description="Compressed PyTorch models, really smaller and faster.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_info = sub.add_parser("info", help="versions, CPU features, CUDA archs, ops x backends")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Sequence
 
@@ -11,7 +12,16 @@ from torch import nn
 from effdl.plan.candidates import KINDS, Unit, find_units, module_bytes
 from effdl.plan.error import sqnr_db
 from effdl.plan.io import CandidateResult, LayerPlan, Plan
-from effdl.plan.measure import ExampleInput, Timer, capture_inputs, interleaved_timer, time_model
+from effdl.plan.measure import (
+    ExampleInput,
+    Timer,
+    cache_bytes,
+    capture_inputs,
+    interleaved_timer,
+    streamed_bytes,
+    time_model,
+    weight_copies,
+)
 from effdl.plan.solver import DEFAULT_MARGIN, choose
 
 
@@ -23,20 +33,22 @@ def _device(model: nn.Module, example: ExampleInput) -> str:
     return str(p.device) if p is not None else "cpu"
 
 
-def measure_unit(unit: Unit, x: torch.Tensor, calls: int, timer: Timer) -> LayerPlan:
+def measure_unit(unit: Unit, x: torch.Tensor, calls: int, timer: Timer, copies: int = 1) -> LayerPlan:
     """Build every candidate of ``unit``, check its output against the dense one on
-    ``x`` (SQNR), and time dense and candidates together."""
+    ``x`` (SQNR), and time dense and candidates together on ``x``, each rotating over
+    ``copies`` copies of its weights (see :func:`weight_copies`)."""
     with torch.no_grad():
         ref = unit.dense(x)
     lay = LayerPlan(unit.name, unit.type, list(unit.modules), list(x.shape), calls, 0.0, module_bytes(unit.dense))
-    fns = {"dense": lambda: unit.dense(x)}
+    denses = [unit.dense] + [copy.deepcopy(unit.dense) for _ in range(copies - 1)]
+    fns = {"dense": [lambda d=d: d(x) for d in denses]}
     for kind in unit.kinds:
         try:
-            mod = unit.build(kind).eval()
+            mods = [unit.build(kind, d).eval() for d in denses]
             with torch.no_grad():
-                out = mod(x)
-            lay.candidates[kind] = CandidateResult(sqnr_db=round(sqnr_db(out, ref), 3), bytes=module_bytes(mod))
-            fns[kind] = lambda mod=mod: mod(x)
+                out = mods[0](x)
+            lay.candidates[kind] = CandidateResult(sqnr_db=round(sqnr_db(out, ref), 3), bytes=module_bytes(mods[0]))
+            fns[kind] = [lambda mod=mod: mod(x) for mod in mods]
         except Exception as exc:  # a candidate that cannot run here is recorded, never fatal
             lay.candidates[kind] = CandidateResult(error=f"{type(exc).__name__}: {exc}"[:300])
     with torch.no_grad():
@@ -46,6 +58,12 @@ def measure_unit(unit: Unit, x: torch.Tensor, calls: int, timer: Timer) -> Layer
         if kind != "dense":
             lay.candidates[kind].latency_ms = secs[kind] * 1e3
     return lay
+
+
+def _smallest_bytes(unit: Unit) -> int:
+    """A lower bound of the smallest candidate's bytes (int8: a quarter of fp32)."""
+    dense = module_bytes(unit.dense)
+    return dense if unit.type == "DWSepRun" else dense // 4
 
 
 def make_plan(
@@ -64,7 +82,9 @@ def make_plan(
     ``example_input``: a tensor, a tuple of positional inputs or a dict of keyword
     inputs, on the device to plan for. Each layer's input is captured from one
     forward on it; each candidate's latency is timed on that input, interleaved with
-    the dense layer (``timer``, default :func:`interleaved_timer`), and its output
+    the dense layer (``timer``, default :func:`interleaved_timer`) — over rotated
+    copies of the weights when the model's weights do not fit in the last-level cache,
+    so that they come from memory as in the model — and its output
     error is the SQNR vs the dense layer's output. The whole model's dense forward
     is timed too: the part of it outside the measured layers is carried into the
     prediction unchanged (:meth:`Plan.predicted_ms`).
@@ -76,6 +96,8 @@ def make_plan(
     model.eval()
     units = find_units(model, kinds)
     captured = capture_inputs(model, example, {u.name: u.first for u in units})
+    device = _device(model, example)
+    model_bytes, cache = streamed_bytes(model), cache_bytes(device)
     layers = []
     for i, unit in enumerate(units):
         if unit.name not in captured:
@@ -83,9 +105,12 @@ def make_plan(
         got = captured[unit.name]
         if progress:
             print(f"[{i + 1}/{len(units)}] {unit.name} {list(got.x.shape)}", file=sys.stderr, flush=True)
-        layers.append(measure_unit(unit, got.x, got.calls, timer))
+        copies = weight_copies(model_bytes, cache, _smallest_bytes(unit))
+        layers.append(measure_unit(unit, got.x, got.calls, timer, copies))
     model_s = time_model(model, example, timer)["dense"]
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "kinds": list(kinds),
             "skipped": {u.name: u.skipped for u in units if u.skipped}}
-    plan = Plan(layers, model_s * 1e3, example.shapes(), _device(model, example), meta=meta)
+    meta["cache"] = {"model_streamed_bytes": model_bytes, "cache_bytes": cache,
+                     "weights": "cold (rotated copies)" if model_bytes > cache else "warm (one copy)"}
+    plan = Plan(layers, model_s * 1e3, example.shapes(), device, meta=meta)
     return choose(plan, target, max_error_db, margin)

@@ -81,14 +81,19 @@ class Unit:
     skipped: dict[str, str] = field(default_factory=dict)
     run: DWSepRun | None = None
 
-    def build(self, kind: str) -> nn.Module:
-        """A new converted module for ``kind`` (the model is not touched)."""
+    def build(self, kind: str, dense: nn.Module | None = None) -> nn.Module:
+        """A new converted module for ``kind`` (the model is not touched), made from
+        ``dense`` — a copy of :attr:`dense` — or from the model's own layers."""
         if kind not in self.kinds:
             raise ValueError(f"layer {self.name!r}: candidate {kind!r} is not applicable here "
                              f"({self.skipped.get(kind, f'applicable: {self.kinds}')})")
+        dense = self.dense if dense is None else dense
         if self.type == "Linear":
-            return LINEAR_BUILDERS[kind](self.first)
-        return enn.DWSeparableConv2d.from_float(**self.run.kwargs)
+            return LINEAR_BUILDERS[kind](dense)
+        # the run's modules in order are dense[0], dense[1], ...: map the matcher's kwargs onto them
+        index = {id(m): i for i, m in enumerate(self.dense)}
+        kwargs = {k: dense[index[id(v)]] if isinstance(v, nn.Module) else v for k, v in self.run.kwargs.items()}
+        return enn.DWSeparableConv2d.from_float(**kwargs)
 
     def replace(self, model: nn.Module, kind: str) -> nn.Module:
         """Convert the unit inside ``model`` to ``kind``; returns the new module."""

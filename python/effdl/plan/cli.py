@@ -9,12 +9,10 @@ import torch
 
 from effdl.plan.build import make_plan
 from effdl.plan.candidates import KINDS
-from effdl.plan.measure import LAYER_BUDGET, ExampleInput, interleaved_timer
+from effdl.plan.measure import LAYER_BUDGET, MODEL_BUDGET, ExampleInput, interleaved_timer
 from effdl.plan.report import format_plan
 from effdl.plan.solver import DEFAULT_MARGIN, TARGETS
 from effdl.plan.timing import Budget
-
-VERIFY_BUDGET = Budget(seconds=3.0, min_reps=15, max_case_s=30.0, max_reps=200, sample_s=0.01, warmup_s=0.3)
 
 
 def add_parser(sub) -> None:
@@ -72,7 +70,7 @@ def verify(model, example_input, plan, timer=None) -> dict:
     from effdl.plan.measure import time_model
 
     planned = apply_plan(copy.deepcopy(model), plan, verbose=False)
-    secs = time_model(model, ExampleInput.of(example_input), timer or interleaved_timer(VERIFY_BUDGET),
+    secs = time_model(model, ExampleInput.of(example_input), timer or interleaved_timer(model_budget=MODEL_BUDGET),
                       [("planned", planned)])
     measured = secs["dense"] / secs["planned"]
     predicted = plan.predicted_speedup()

@@ -33,7 +33,7 @@ def slower_reasons(
             reasons[id(lin)] = "not run by example_input, so not measured"
             continue
         x, new = captured[name].x, make(lin).eval()
-        secs = timer(name, {"dense": lambda lin=lin, x=x: lin(x), "converted": lambda new=new, x=x: new(x)})
+        secs = timer(name, {"dense": [lambda lin=lin, x=x: lin(x)], "converted": [lambda new=new, x=x: new(x)]})
         speedup = secs["dense"] / secs["converted"]
         if speedup < 1 + margin:
             reasons[id(lin)] = f"not faster on example_input: {speedup:.2f}x dense (needs >= {1 + margin:.2f}x)"

@@ -9,28 +9,36 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from effdl.plan.timing import Budget, Candidate, time_interleaved
+from effdl.plan.timing import Budget, Candidate, MiB, llc_bytes, rotation_sets, time_interleaved
 
-# A timer gets a label (the layer's name, or "<model>") and named zero-argument calls,
-# and returns the seconds per call of each. Tests inject a deterministic one.
-Timer = Callable[[str, Mapping[str, Callable[[], object]]], dict[str, float]]
+# A timer gets a label (the layer's name, or "<model>") and, per name, a list of
+# zero-argument calls doing the same work on different weight copies (run in rotation,
+# so that weights come from memory, not cache, where the model does not fit in cache);
+# it returns the seconds per call of each name. Tests inject a deterministic one.
+Timer = Callable[[str, Mapping[str, Sequence[Callable[[], object]]]], dict[str, float]]
 
 # Short per-layer budget: a model has tens of layers, and interleaving keeps the ratios fair.
 LAYER_BUDGET = Budget(seconds=0.3, min_reps=7, max_case_s=5.0, max_reps=40, sample_s=0.002, warmup_s=0.05)
+# The whole model is timed once per plan and carries the "rest" of the prediction: more samples.
+MODEL_BUDGET = Budget(seconds=2.0, min_reps=11, max_case_s=20.0, max_reps=200, sample_s=0.0, warmup_s=0.2)
+MODEL_LABEL = "<model>"
 
 
-def interleaved_timer(budget: Budget | None = None) -> Timer:
+def interleaved_timer(budget: Budget | None = None, model_budget: Budget | None = None) -> Timer:
     """The default timer: :func:`effdl.plan.timing.time_interleaved` (medians of
-    interleaved samples), synchronizing after each call on a CUDA device."""
-    budget = budget or LAYER_BUDGET
+    interleaved samples), synchronizing after each call on a CUDA device. Layers get
+    ``budget`` (default :data:`LAYER_BUDGET`), whole models ``model_budget``
+    (default :data:`MODEL_BUDGET`)."""
+    layer_budget, model_budget = budget or LAYER_BUDGET, model_budget or MODEL_BUDGET
 
-    def timer(label: str, calls: Mapping[str, Callable[[], object]]) -> dict[str, float]:
+    def timer(label: str, calls: Mapping[str, Sequence[Callable[[], object]]]) -> dict[str, float]:
+        budget = model_budget if label == MODEL_LABEL else layer_budget
         sync = torch.cuda.synchronize if torch.cuda.is_available() and torch.cuda.is_initialized() else None
 
         def synced(fn):
             return fn if sync is None else (lambda: (fn(), sync()))
 
-        cands = [Candidate(name, [synced(fn)]) for name, fn in calls.items()]
+        cands = [Candidate(name, [synced(fn) for fn in fns]) for name, fns in calls.items()]
         with torch.inference_mode():
             timings = time_interleaved(cands, budget)
         out = {}
@@ -111,8 +119,37 @@ def capture_inputs(model: nn.Module, example: ExampleInput, modules: Mapping[str
 def time_model(model: nn.Module, example: ExampleInput, timer: Timer, variants: Sequence[tuple[str, nn.Module]] = ()):
     """Seconds per forward of ``model`` (key ``"dense"``) and of each (name, model) in
     ``variants``, timed together by ``timer``."""
-    calls = {"dense": lambda: example.run(model)}
+    calls = {"dense": [lambda: example.run(model)]}
     for name, other in variants:
-        calls[name] = lambda other=other: example.run(other)
+        calls[name] = [lambda other=other: example.run(other)]
     with torch.no_grad():
-        return timer("<model>", calls)
+        return timer(MODEL_LABEL, calls)
+
+
+def cache_bytes(device: torch.device | str) -> int:
+    """The last-level cache the weights compete for: the CPU's L3 (sysfs), a GPU's L2."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 50 * MiB))
+    return llc_bytes()
+
+
+def streamed_bytes(model: nn.Module) -> int:
+    """Bytes of the weights a forward reads in full: every parameter and buffer except
+    embedding tables (of which a forward gathers a few rows)."""
+    emb = {id(p) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for p in m.parameters()}
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()] if id(t) not in emb}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+MAX_COPIES = 64  # bound on the weight copies a layer rotates over (memory, set-up time)
+
+
+def weight_copies(model_bytes: int, cache: int, smallest_bytes: int) -> int:
+    """How many copies of a layer to rotate over while timing it: 1 when the model's
+    streamed weights fit in ``cache`` (in the model, the layer's weights stay cached
+    between forwards), else enough that the smallest candidate's copies fill twice
+    the cache (in the model, its weights come from memory), at most :data:`MAX_COPIES`."""
+    if model_bytes <= cache:
+        return 1
+    return min(MAX_COPIES, rotation_sets(max(1, smallest_bytes), cache, minimum=1))
