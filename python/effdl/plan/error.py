@@ -19,8 +19,9 @@ def sqnr_db(out: torch.Tensor, ref: torch.Tensor) -> float:
         raise ValueError(f"sqnr_db: out and ref must be tensors, got {type(out).__name__} and {type(ref).__name__}")
     if out.shape != ref.shape:
         raise ValueError(f"sqnr_db: out and ref must have the same shape, got {list(out.shape)} and {list(ref.shape)}")
-    signal = float(ref.double().pow(2).sum())
-    noise = float((out.double() - ref.double()).pow(2).sum())
+    out, ref = out.detach().double(), ref.detach().double()
+    signal = float(ref.pow(2).sum())
+    noise = float((out - ref).pow(2).sum())
     if math.isnan(noise):
         return -MAX_SQNR_DB
     if noise == 0.0:

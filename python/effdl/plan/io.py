@@ -7,6 +7,7 @@ the record of what was measured.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -117,7 +118,7 @@ class Plan:
             raise ValueError(f"not an effdl plan: expected \"format\": \"{PLAN_FORMAT}\"")
         if d.get("version") != PLAN_VERSION:
             raise ValueError(f"effdl plan version {d.get('version')!r} is not supported (this effdl reads {PLAN_VERSION})")
-        d = {k: v for k, v in d.items() if k != "summary"}  # derived, recomputed
+        d = copy.deepcopy({k: v for k, v in d.items() if k != "summary"})  # summary: derived, recomputed
         try:
             layers = []
             for lay in d.pop("layers"):
