@@ -133,6 +133,8 @@ def test_prediction_hand_computed():
     assert plan.remainder_ms() == pytest.approx(5.0)
     assert plan.predicted_ms() == pytest.approx(7.0)
     assert plan.predicted_speedup() == pytest.approx(10.0 / 7.0)
+    plan.rest_ms = 1.0  # the rest timed directly wins over the difference: 1 + 2*0.5 + 1 = 3 vs 1 + 4 + 1 = 6
+    assert plan.predicted_ms() == pytest.approx(3.0) and plan.predicted_speedup() == pytest.approx(2.0)
     assert plan.bytes(planned=False) == 2000 and plan.bytes(planned=True) == 1250
 
 
@@ -193,7 +195,10 @@ def test_prediction_matches_planned_model_under_cost_model():
     the per-layer accounting (remainder, calls, fused runs) is exact."""
     net = dwsep_net()
     x = torch.randn(2, 3, 12, 12)
+    before = [type(m) for m in net]
     plan = make_plan(net, x, timer=CostTimer())
+    assert [type(m) for m in net] == before  # the stubs used to time the rest are gone
+    assert plan.rest_ms is not None and plan.meta["rest"].startswith("rest timed directly")
     assert {lay.name: lay.choice for lay in plan.layers} == {"1": "dwsep", "8": "int8_dynamic"}
     got = verify(net, x, plan, timer=CostTimer())
     assert got["measured_speedup"] > 1.2

@@ -13,6 +13,7 @@ from effdl.plan.candidates import KINDS, Unit, find_units, module_bytes
 from effdl.plan.error import sqnr_db
 from effdl.plan.io import CandidateResult, LayerPlan, Plan
 from effdl.plan.measure import (
+    CachedOutput,
     ExampleInput,
     Timer,
     cache_bytes,
@@ -20,6 +21,7 @@ from effdl.plan.measure import (
     interleaved_timer,
     streamed_bytes,
     time_model,
+    time_rest,
     weight_copies,
 )
 from effdl.plan.solver import DEFAULT_MARGIN, choose
@@ -33,10 +35,11 @@ def _device(model: nn.Module, example: ExampleInput) -> str:
     return str(p.device) if p is not None else "cpu"
 
 
-def measure_unit(unit: Unit, x: torch.Tensor, calls: int, timer: Timer, copies: int = 1) -> LayerPlan:
+def measure_unit(unit: Unit, x: torch.Tensor, calls: int, timer: Timer, copies: int = 1) -> tuple[LayerPlan, torch.Tensor]:
     """Build every candidate of ``unit``, check its output against the dense one on
     ``x`` (SQNR), and time dense and candidates together on ``x``, each rotating over
-    ``copies`` copies of its weights (see :func:`weight_copies`)."""
+    ``copies`` copies of its weights (see :func:`weight_copies`). Returns the layer's
+    record and its dense output."""
     with torch.no_grad():
         ref = unit.dense(x)
     lay = LayerPlan(unit.name, unit.type, list(unit.modules), list(x.shape), calls, 0.0, module_bytes(unit.dense))
@@ -57,7 +60,7 @@ def measure_unit(unit: Unit, x: torch.Tensor, calls: int, timer: Timer, copies: 
     for kind in fns:
         if kind != "dense":
             lay.candidates[kind].latency_ms = secs[kind] * 1e3
-    return lay
+    return lay, ref
 
 
 def _smallest_bytes(unit: Unit) -> int:
@@ -85,9 +88,10 @@ def make_plan(
     the dense layer (``timer``, default :func:`interleaved_timer`) — over rotated
     copies of the weights when the model's weights do not fit in the last-level cache,
     so that they come from memory as in the model — and its output
-    error is the SQNR vs the dense layer's output. The whole model's dense forward
-    is timed too: the part of it outside the measured layers is carried into the
-    prediction unchanged (:meth:`Plan.predicted_ms`).
+    error is the SQNR vs the dense layer's output. The rest of the model (everything
+    but the measured layers, which return their recorded outputs meanwhile) is timed
+    as a whole and carried into the prediction unchanged (:meth:`Plan.predicted_ms`);
+    so is the whole dense model, for reference.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"make_plan: model must be an nn.Module, got {type(model).__name__}")
@@ -98,7 +102,7 @@ def make_plan(
     captured = capture_inputs(model, example, {u.name: u.first for u in units})
     device = _device(model, example)
     model_bytes, cache = streamed_bytes(model), cache_bytes(device)
-    layers = []
+    layers, stand_ins = [], {}
     for i, unit in enumerate(units):
         if unit.name not in captured:
             continue  # not run by this input: nothing to measure, nothing to gain
@@ -106,11 +110,22 @@ def make_plan(
         if progress:
             print(f"[{i + 1}/{len(units)}] {unit.name} {list(got.x.shape)}", file=sys.stderr, flush=True)
         copies = weight_copies(model_bytes, cache, _smallest_bytes(unit))
-        layers.append(measure_unit(unit, got.x, got.calls, timer, copies))
+        lay, out = measure_unit(unit, got.x, got.calls, timer, copies)
+        layers.append(lay)
+        stand_ins[unit.name] = CachedOutput(out)
+        stand_ins.update({name: nn.Identity() for name in unit.modules[1:]})
     model_s = time_model(model, example, timer)["dense"]
+    try:
+        rest_ms = time_rest(model, example, stand_ins, timer) * 1e3
+    except Exception as exc:  # a layer whose later calls need other shapes: fall back on the difference
+        rest_ms = None
+        meta_rest = f"rest = model - layers ({type(exc).__name__} with the layers stubbed out: {exc})"[:300]
+    else:
+        meta_rest = "rest timed directly, measured layers replaced by their recorded outputs"
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "kinds": list(kinds),
             "skipped": {u.name: u.skipped for u in units if u.skipped}}
     meta["cache"] = {"model_streamed_bytes": model_bytes, "cache_bytes": cache,
                      "weights": "cold (rotated copies)" if model_bytes > cache else "warm (one copy)"}
-    plan = Plan(layers, model_s * 1e3, example.shapes(), device, meta=meta)
+    meta["rest"] = meta_rest
+    plan = Plan(layers, model_s * 1e3, example.shapes(), device, rest_ms=rest_ms, meta=meta)
     return choose(plan, target, max_error_db, margin)

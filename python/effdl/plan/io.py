@@ -56,8 +56,8 @@ class LayerPlan:
 class Plan:
     """Per-layer measurements and choices, plus the whole-model dense time.
 
-    Prediction (see :meth:`predicted_ms`): the model's time is its measured dense
-    forward time with each chosen layer's dense time replaced by its candidate's time.
+    Prediction (see :meth:`predicted_ms`): the time of the rest of the model plus each
+    layer's time as dense or as its chosen candidate, all measured on this device.
     """
 
     layers: list[LayerPlan]
@@ -67,6 +67,7 @@ class Plan:
     target: str | None = None
     max_error_db: float | None = None
     margin: float | None = None
+    rest_ms: float | None = None  # measured time of the model outside the measured layers
     meta: dict = field(default_factory=dict)  # torch/effdl versions, threads, timer budget
     format: str = PLAN_FORMAT
     version: int = PLAN_VERSION
@@ -78,8 +79,11 @@ class Plan:
 
     def remainder_ms(self) -> float:
         """What the model spends outside the measured layers (activations, attention,
-        norms, Python): the whole-model time minus the layers' micro-benchmarked dense
-        times, clamped at 0 (micro-benchmarks can exceed the in-model time)."""
+        norms, Python): :attr:`rest_ms`, timed with the layers stubbed out; where that
+        was impossible, the whole-model time minus the layers' micro-benchmarked dense
+        times, clamped at 0."""
+        if self.rest_ms is not None:
+            return self.rest_ms
         return max(0.0, self.model_ms - self.layers_dense_ms())
 
     def predicted_ms(self) -> float:

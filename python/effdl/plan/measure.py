@@ -22,6 +22,7 @@ LAYER_BUDGET = Budget(seconds=0.3, min_reps=7, max_case_s=5.0, max_reps=40, samp
 # The whole model is timed once per plan and carries the "rest" of the prediction: more samples.
 MODEL_BUDGET = Budget(seconds=2.0, min_reps=11, max_case_s=20.0, max_reps=200, sample_s=0.0, warmup_s=0.2)
 MODEL_LABEL = "<model>"
+REST_LABEL = "<rest>"  # the model with its measured layers stubbed out
 
 
 def interleaved_timer(budget: Budget | None = None, model_budget: Budget | None = None) -> Timer:
@@ -32,7 +33,7 @@ def interleaved_timer(budget: Budget | None = None, model_budget: Budget | None 
     layer_budget, model_budget = budget or LAYER_BUDGET, model_budget or MODEL_BUDGET
 
     def timer(label: str, calls: Mapping[str, Sequence[Callable[[], object]]]) -> dict[str, float]:
-        budget = model_budget if label == MODEL_LABEL else layer_budget
+        budget = model_budget if label in (MODEL_LABEL, REST_LABEL) else layer_budget
         sync = torch.cuda.synchronize if torch.cuda.is_available() and torch.cuda.is_initialized() else None
 
         def synced(fn):
@@ -153,3 +154,34 @@ def weight_copies(model_bytes: int, cache: int, smallest_bytes: int) -> int:
     if model_bytes <= cache:
         return 1
     return min(MAX_COPIES, rotation_sets(max(1, smallest_bytes), cache, minimum=1))
+
+
+class CachedOutput(nn.Module):
+    """Stands in for a measured layer while the rest of the model is timed: returns the
+    layer's output recorded on the example input, at no cost."""
+
+    def __init__(self, out: torch.Tensor) -> None:
+        super().__init__()
+        self.out = out
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return self.out
+
+
+def time_rest(model: nn.Module, example: ExampleInput, stand_ins: Mapping[str, nn.Module], timer: Timer) -> float:
+    """Seconds per forward of ``model`` with the modules named in ``stand_ins`` swapped
+    for the given stand-ins (put back afterwards, also on error): what the model spends
+    outside the measured layers, timed directly rather than as a difference of two
+    larger, noisier times."""
+    from effdl.convert import _set_submodule
+
+    saved = {name: model.get_submodule(name) for name in stand_ins}
+    try:
+        for name, mod in stand_ins.items():
+            _set_submodule(model, name, mod)
+        with torch.no_grad():
+            example.run(model)  # fails here, not in the timer, when a stand-in does not fit
+            return timer(REST_LABEL, {"rest": [lambda: example.run(model)]})["rest"]
+    finally:
+        for name, mod in saved.items():
+            _set_submodule(model, name, mod)

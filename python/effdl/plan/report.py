@@ -38,8 +38,9 @@ def format_plan(plan: Plan) -> str:
     err = "any" if plan.max_error_db is None else f">= {plan.max_error_db:g} dB"
     tail = (
         f"target {plan.target}, SQNR {err}, margin {plan.margin:g}: {conv} of {len(plan.layers)} layers converted\n"
-        f"model {plan.model_ms:.3f} ms dense = layers {plan.layers_dense_ms():.3f} ms + rest {plan.remainder_ms():.3f} ms; "
-        f"predicted {plan.predicted_ms():.3f} ms = {plan.predicted_speedup():.2f}x; "
+        f"dense: layers {plan.layers_dense_ms():.3f} ms + rest {plan.remainder_ms():.3f} ms "
+        f"(whole model measured {plan.model_ms:.3f} ms); "
+        f"planned: {plan.predicted_ms():.3f} ms, predicted speedup {plan.predicted_speedup():.2f}x; "
         f"layer bytes {plan.bytes(False) / 1e6:.2f} MB -> {plan.bytes(True) / 1e6:.2f} MB"
     )
     return _table(headers, rows) + "\n" + tail + "\n(cells: speedup over dense / output SQNR)"
