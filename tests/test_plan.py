@@ -298,3 +298,12 @@ def test_faster_only_policy_bad_input():
                     timer=TableTimer({("used", "converted"): 0.1}), verbose=False)
     assert isinstance(net.used, QLinear) and type(net.unused) is nn.Linear
     assert dict(convert.last_report.skipped)["unused"] == "not run by example_input, so not measured"
+
+
+def test_faster_only_policy_real_timer_smoke():
+    """With the default timer every linear is either converted or skipped with its measured ratio."""
+    net = mlp()
+    effdl.quantize_(net, policy="faster_only", example_input=torch.randn(1, 64), verbose=False)
+    skipped = dict(convert.last_report.skipped)
+    for name in ("0", "2", "4"):
+        assert isinstance(net.get_submodule(name), QLinear) or skipped[name].startswith("not faster on example_input")
