@@ -33,6 +33,8 @@ NOISY_BG = 0.3  # cores busy with other processes above which a full run re-time
 MAX_ATTEMPTS = 4
 RETRY_UNTIL_S = 720.0  # retries stop 12 minutes into a full run
 
+last_written: Path | None = None  # the JSON the last main() wrote (effdl bench plots it)
+
 SHORT = {  # table headers for the peers; the legend under each table gives the full names
     "F.linear fp32": "fp32",
     "F.linear bf16": "bf16",
@@ -368,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     tag = "" if threads == machine["cores"] else f"-{threads}t"
     path = out_dir / f"{machine['slug']}{tag}-{today}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(doc, indent=1) + "\n")
+    global last_written
+    last_written = path
     bad = [
         f"{r['op']} {r['case']}"
         for r in results

@@ -9,7 +9,20 @@ algorithms that produce what those kernels run: :mod:`effdl.prune`,
 first use: triton reads ``TRITON_INTERPRET`` when they are defined.
 """
 
-from effdl import _ext, data, distill, formats, models, ops, prune, quant, reference, serialize, training  # noqa: F401  (_ext loads the kernels first)
+from effdl import (  # noqa: F401  (_ext loads the kernels first)
+    _ext,
+    data,
+    distill,
+    formats,
+    models,
+    ops,
+    plan,
+    prune,
+    quant,
+    reference,
+    serialize,
+    training,
+)
 from effdl.backends import get_backend, set_backend
 from effdl.convert import fuse_dwsep_, quantize_, sparsify_
 from effdl.info import info
@@ -23,12 +36,14 @@ from effdl.ops import (
     nm_linear,
     quantize_rows,
 )
+from effdl.plan import apply_plan, make_plan
 from effdl.serialize import load, save
 
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "apply_plan",
     "data",
     "distill",
     "dwsep_conv2d",
@@ -39,12 +54,14 @@ __all__ = [
     "int8_linear",
     "int8_weight_linear",
     "load",
+    "make_plan",
     "models",
     "nm_compress",
     "nm_decompress",
     "nm_int8_linear",
     "nm_linear",
     "ops",
+    "plan",
     "prune",
     "quant",
     "quantize_",

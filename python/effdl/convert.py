@@ -83,25 +83,68 @@ def _swap_linears(model, action, make, why_not, filter_fn, verbose, kinds=(nn.Li
     return model
 
 
+def sparse_incompatibility(lin: nn.Linear, m: int = 4) -> str | None:
+    """Why :func:`sparsify_` cannot convert ``lin`` to N:M (None when it can)."""
+    if lin.in_features % m:
+        return f"in_features not a multiple of {m}"
+    if lin.weight.dtype not in _checks.FLOATS:
+        return f"dtype {lin.weight.dtype} unsupported"
+    return None
+
+
+def int8_incompatibility(lin: nn.Linear, mode: str = "dynamic") -> str | None:
+    """Why :func:`quantize_` cannot convert ``lin`` to int8 ``mode`` (None when it can)."""
+    if lin.weight.dtype not in _checks.ACT_FLOATS:
+        return f"dtype {lin.weight.dtype} unsupported by the int8 kernels"
+    if lin.in_features > _checks.INT8_MAX_K and mode == "dynamic":
+        return "in_features above the int32-exact bound"
+    return None
+
+
+POLICIES = ("all", "faster_only")
+
+
+def _apply_policy(model, action, policy, example_input, make, why_not, filter_fn, timer, kinds=(nn.Linear,)):
+    """``policy="faster_only"``: add "not faster" to ``why_not`` for the layers whose
+    converted module, micro-benchmarked on the input each layer gets from
+    ``example_input``, is not faster than the dense layer (effdl.plan's measurement)."""
+    if policy not in POLICIES:
+        raise ValueError(f"{action}: policy must be one of {POLICIES}, got {policy!r}")
+    if policy == "all":
+        return why_not
+    if example_input is None:
+        raise ValueError(f"{action}: policy='faster_only' needs example_input (the model's input, to time each layer on)")
+    from effdl.plan.faster import slower_reasons
+
+    reasons = slower_reasons(model, example_input, make, why_not, filter_fn, timer, kinds=kinds)
+    return lambda lin: why_not(lin) or reasons.get(id(lin))
+
+
 def sparsify_(
-    model: nn.Module, n: int = 2, m: int = 4, filter_fn: FilterFn | None = None, verbose: bool = True
+    model: nn.Module, n: int = 2, m: int = 4, filter_fn: FilterFn | None = None, verbose: bool = True,
+    policy: str = "all", example_input=None, timer=None,
 ) -> nn.Module:
     """Replace every ``nn.Linear`` by :class:`SparseLinear` (magnitude N:M pruning
     where the weight is not N:M yet). Layers with ``in_features % m != 0`` are
-    skipped. ``filter_fn(module, name)`` returning False skips a layer."""
+    skipped. ``filter_fn(module, name)`` returning False skips a layer.
 
-    def why_not(lin: nn.Linear) -> str | None:
-        if lin.in_features % m:
-            return f"in_features not a multiple of {m}"
-        if lin.weight.dtype not in _checks.FLOATS:
-            return f"dtype {lin.weight.dtype} unsupported"
-        return None
+    ``policy="faster_only"`` converts only the layers whose sparse module is
+    measurably faster (>= 5 %) than the dense one on the input the layer gets from
+    ``example_input`` (a tensor, a tuple of positional inputs or a dict of keyword
+    inputs); the report gives each skipped layer's measured speedup. ``timer``
+    replaces the micro-benchmark (see :func:`effdl.plan.measure.interleaved_timer`)."""
 
-    return _swap_linears(model, "sparsify_", lambda lin: SparseLinear.from_dense(lin, n, m), why_not, filter_fn, verbose)
+    def make(lin):
+        return SparseLinear.from_dense(lin, n, m)
+
+    why_not = _apply_policy(model, "sparsify_", policy, example_input, make,
+                            lambda lin: sparse_incompatibility(lin, m), filter_fn, timer)
+    return _swap_linears(model, "sparsify_", make, why_not, filter_fn, verbose)
 
 
 def quantize_(
-    model: nn.Module, mode: str = "dynamic", filter_fn: FilterFn | None = None, verbose: bool = True
+    model: nn.Module, mode: str = "dynamic", filter_fn: FilterFn | None = None, verbose: bool = True,
+    policy: str = "all", example_input=None, timer=None,
 ) -> nn.Module:
     """Quantize every linear layer to int8 weights, per-channel symmetric, in place.
 
@@ -116,25 +159,25 @@ def quantize_(
     no fused weight-only kernel yet: :class:`SparseQLinear` then stores int8 N:M and
     dequantizes the kept weights on each call for :func:`effdl.ops.nm_linear` (the
     memory saving is real, the speed is that of the float N:M kernel plus the
-    dequantization). ``filter_fn(module, name)`` returning False skips a layer."""
+    dequantization). ``filter_fn(module, name)`` returning False skips a layer.
+    ``policy``, ``example_input`` and ``timer`` as in :func:`sparsify_` (a layer is
+    compared with what it is now: an ``nn.Linear`` or a ``SparseLinear``)."""
     if mode not in MODES:
         raise ValueError(f"quantize_: mode must be one of {MODES}, got {mode!r}")
 
-    def why_not(mod: nn.Module) -> str | None:
+    def incompatibility(mod: nn.Module) -> str | None:
         if isinstance(mod, SparseLinear):
             return sparse_int8_incompatibility(mod, mode)
-        if mod.weight.dtype not in _checks.ACT_FLOATS:
-            return f"dtype {mod.weight.dtype} unsupported by the int8 kernels"
-        if mod.in_features > _checks.INT8_MAX_K and mode == "dynamic":
-            return "in_features above the int32-exact bound"
-        return None
+        return int8_incompatibility(mod, mode)
 
     def make(mod: nn.Module) -> nn.Module:
         if isinstance(mod, SparseLinear):
             return SparseQLinear.from_sparse(mod, mode)
         return QLinear.from_float(mod, mode)
 
-    return _swap_linears(model, "quantize_", make, why_not, filter_fn, verbose, kinds=(nn.Linear, SparseLinear))
+    kinds = (nn.Linear, SparseLinear)
+    why_not = _apply_policy(model, "quantize_", policy, example_input, make, incompatibility, filter_fn, timer, kinds)
+    return _swap_linears(model, "quantize_", make, why_not, filter_fn, verbose, kinds=kinds)
 
 
 # ---------------------------------------------------------------- fuse_dwsep_
@@ -213,19 +256,23 @@ def _match_dwsep(leaves, i, uses):
     return names, kwargs
 
 
-def fuse_dwsep_(model: nn.Module, verbose: bool = True) -> nn.Module:
-    """Replace each run ``depthwise Conv2d [-> BatchNorm2d] [-> ReLU/ReLU6] -> 1x1
-    Conv2d [-> BatchNorm2d] [-> ReLU/ReLU6]`` inside ``nn.Sequential`` containers
-    (as in torchvision's MobileNetV2/V3 and hand-written models) by one
-    :class:`DWSeparableConv2d`. BatchNorms are folded with their running
-    statistics, so fuse an eval-mode model. Layers in the run after the first
-    become ``nn.Identity``.
+@dataclass
+class DWSepRun:
+    """One fusable run found by :func:`find_dwsep_runs`: the names of the modules it
+    consumes (depthwise conv first) and the keyword arguments of
+    :meth:`DWSeparableConv2d.from_float`."""
 
-    A run is left as it is, with the reason in the report, when a BatchNorm of
-    it is in training mode or has no running statistics, when one of its layers
-    is also used elsewhere in the model or carries hooks, or when its Sequential
-    has a forward of its own."""
-    report = ConversionReport("fuse_dwsep_")
+    names: list[str]
+    kwargs: dict
+
+
+def find_dwsep_runs(model: nn.Module) -> tuple[list[DWSepRun], list[tuple[str, str]]]:
+    """The runs ``depthwise Conv2d [-> BatchNorm2d] [-> ReLU/ReLU6] -> 1x1 Conv2d
+    [-> BatchNorm2d] [-> ReLU/ReLU6]`` inside plain ``nn.Sequential`` containers
+    that :func:`fuse_dwsep_` would fuse, and the depthwise convs it would leave
+    (name, reason). Changes nothing."""
+    runs: list[DWSepRun] = []
+    skipped: list[tuple[str, str]] = []
     uses = Counter(id(mod) for _, mod in model.named_modules(remove_duplicate=False))
     done: set[str] = set()
     for seq_name, seq in list(model.named_modules()):
@@ -240,15 +287,41 @@ def fuse_dwsep_(model: nn.Module, verbose: bool = True) -> nn.Module:
                 continue
             names, got = _match_dwsep(leaves, i, uses)
             if names is None:
-                report.skipped.append((name, got))
+                skipped.append((name, got))
                 i += 1
                 continue
-            fused = DWSeparableConv2d.from_float(**got)
-            fused.train(mod.training)
-            _set_submodule(model, names[0], fused)
-            for other in names[1:]:
-                _set_submodule(model, other, nn.Identity())
-            report.converted.append((names[0], fused.extra_repr()))
+            runs.append(DWSepRun(names, got))
             i += len(names)
+    return runs, skipped
+
+
+def fuse_dwsep_run(model: nn.Module, run: DWSepRun) -> DWSeparableConv2d:
+    """Replace one run found by :func:`find_dwsep_runs` by its fused module (the
+    other layers of the run become ``nn.Identity``); returns the fused module."""
+    fused = DWSeparableConv2d.from_float(**run.kwargs)
+    fused.train(run.kwargs["dw_conv"].training)
+    _set_submodule(model, run.names[0], fused)
+    for other in run.names[1:]:
+        _set_submodule(model, other, nn.Identity())
+    return fused
+
+
+def fuse_dwsep_(model: nn.Module, verbose: bool = True) -> nn.Module:
+    """Replace each run ``depthwise Conv2d [-> BatchNorm2d] [-> ReLU/ReLU6] -> 1x1
+    Conv2d [-> BatchNorm2d] [-> ReLU/ReLU6]`` inside ``nn.Sequential`` containers
+    (as in torchvision's MobileNetV2/V3 and hand-written models) by one
+    :class:`DWSeparableConv2d`. BatchNorms are folded with their running
+    statistics, so fuse an eval-mode model. Layers in the run after the first
+    become ``nn.Identity``.
+
+    A run is left as it is, with the reason in the report, when a BatchNorm of
+    it is in training mode or has no running statistics, when one of its layers
+    is also used elsewhere in the model or carries hooks, or when its Sequential
+    has a forward of its own."""
+    report = ConversionReport("fuse_dwsep_")
+    runs, report.skipped = find_dwsep_runs(model)
+    for run in runs:
+        fused = fuse_dwsep_run(model, run)
+        report.converted.append((run.names[0], fused.extra_repr()))
     _finish(report, verbose)
     return model
