@@ -11,11 +11,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from effdl.nn import DWSeparableConv2d, QLinear, SparseLinear
+from effdl.nn import DWSeparableConv2d, QLinear, SparseLinear, SparseQLinear
 from effdl.plan.measure import CachedOutput
 
 # cost factors relative to a dense nn.Linear of the same size
-FACTORS = {"dense": 1.0, "int8_dynamic": 0.25, "int8_weight_only": 0.5, "sparse_2_4": 2.0, "dwsep": 0.5}
+FACTORS = {"dense": 1.0, "int8_dynamic": 0.25, "int8_weight_only": 0.5, "sparse_2_4": 2.0, "sparse_int8": 0.4,
+           "dwsep": 0.5}
 
 
 def module_cost(mod: nn.Module, out) -> float:
@@ -27,6 +28,8 @@ def module_cost(mod: nn.Module, out) -> float:
     if isinstance(mod, QLinear):
         kind = "int8_dynamic" if mod.mode == "dynamic" else "int8_weight_only"
         return numel * mod.in_features * FACTORS[kind]
+    if isinstance(mod, SparseQLinear):
+        return numel * mod.in_features * FACTORS["sparse_int8"]
     if isinstance(mod, SparseLinear):
         return numel * mod.in_features * FACTORS["sparse_2_4"]
     if isinstance(mod, nn.Conv2d):
