@@ -165,28 +165,31 @@ def _build_nm_linear(K: int, N: int, M: int, llc: int) -> Built:
     return Built(cands, n, sb, errs, 1e-4, "fp64 F.linear, same 2:4-pruned dense weight")
 
 
+def _w8a8(x, wq, s):
+    """The full dynamic W8A8 path: quantize the rows of x, int8 GEMM, fused epilogue."""
+    q, qs = ops.quantize_rows(x)
+    return ops.int8_linear(q, qs, wq, s)
+
+
+def _ao_candidate(ws, xs, note: str) -> Candidate:
+    """FBGEMM dynamic int8 (``quantize_dynamic``) of each weight, one per rotation set."""
+    mods = [_ao_dynamic_int8(w) for w in ws]
+    return Candidate("torch.ao dyn int8", [lambda x=x, m=m: m(x) for x, m in zip(xs, mods, strict=True)], note=note)
+
+
 def _build_int8_linear(K: int, N: int, M: int, llc: int) -> Built:
     n = rotation_sets(N * K + M * K * 4, llc)
     ws = _weights(n, N, K, nm=False)
     xs = _inputs(n, M, K)
     qw = [ops.quantize_rows(w) for w in ws]  # symmetric per output channel
 
-    def w8a8(x, wq, s):
-        q, qs = ops.quantize_rows(x)
-        return ops.int8_linear(q, qs, wq, s)
-
     def make_ao() -> Candidate:
-        mods = [_ao_dynamic_int8(w) for w in ws]
-        return Candidate(
-            "torch.ao dyn int8",
-            [lambda x=x, m=m: m(x) for x, m in zip(xs, mods, strict=True)],
-            note="quantize_dynamic(nn.Linear), qint8 per-tensor weights, x86/FBGEMM engine",
-        )
+        return _ao_candidate(ws, xs, "quantize_dynamic(nn.Linear), qint8 per-tensor weights, x86/FBGEMM engine")
 
     cands = [
         Candidate(
             "effdl",
-            [lambda x=x, p=p: w8a8(x, *p) for x, p in zip(xs, qw, strict=True)],
+            [lambda x=x, p=p: _w8a8(x, *p) for x, p in zip(xs, qw, strict=True)],
             note="effdl.ops.quantize_rows(x) + effdl.ops.int8_linear: the full dynamic W8A8 path",
         ),
         Candidate("F.linear fp32", [lambda x=x, w=w: F.linear(x, w) for x, w in zip(xs, ws, strict=True)]),
@@ -222,17 +225,8 @@ def _build_nm_int8_linear(K: int, N: int, M: int, llc: int) -> Built:
         q, qs = ops.quantize_rows(x)
         return ops.nm_int8_linear(q, qs, values_q, meta, 2, 4, w_scale)
 
-    def dense_w8a8(x, wq, s):
-        q, qs = ops.quantize_rows(x)
-        return ops.int8_linear(q, qs, wq, s)
-
     def make_ao() -> Candidate:
-        mods = [_ao_dynamic_int8(w) for w in ws]
-        return Candidate(
-            "torch.ao dyn int8",
-            [lambda x=x, m=m: m(x) for x, m in zip(xs, mods, strict=True)],
-            note="quantize_dynamic(nn.Linear) of the same pruned weight, dense, x86/FBGEMM engine",
-        )
+        return _ao_candidate(ws, xs, "quantize_dynamic(nn.Linear) of the same pruned weight, dense, x86/FBGEMM engine")
 
     cands = [
         Candidate(
@@ -248,7 +242,7 @@ def _build_nm_int8_linear(K: int, N: int, M: int, llc: int) -> Built:
         _try("torch.ao dyn int8", make_ao),
         Candidate(
             "effdl int8 dense",
-            [lambda x=x, p=p: dense_w8a8(x, *p) for x, p in zip(xs, dense_q, strict=True)],
+            [lambda x=x, p=p: _w8a8(x, *p) for x, p in zip(xs, dense_q, strict=True)],
             note="effdl.ops.quantize_rows + effdl.ops.int8_linear on the pruned weight, dense int8",
         ),
     ]

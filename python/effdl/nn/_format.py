@@ -22,3 +22,12 @@ def check_loaded_version(module_name: str, state_dict: dict, prefix: str) -> Non
             raise RuntimeError(
                 f"{module_name}: state was saved with format version {saved}, this effdl reads up to {FORMAT_VERSION}"
             )
+
+
+def check_loaded_pattern(module_name: str, state_dict: dict, prefix: str, n: int, m: int) -> None:
+    """Refuse an N:M state whose saved ``nm_pattern`` is not this module's ``n:m``."""
+    key = prefix + "nm_pattern"
+    if key in state_dict:
+        saved = [int(v) for v in state_dict[key]]
+        if saved != [n, m]:
+            raise RuntimeError(f"{module_name}: state holds a {saved[0]}:{saved[1]} weight, this module is {n}:{m}")

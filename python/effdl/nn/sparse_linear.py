@@ -8,7 +8,12 @@ import torch
 from torch import nn
 
 from effdl import backends, formats, ops
-from effdl.nn._format import FORMAT_VERSION, check_loaded_version, register_format_version
+from effdl.nn._format import (
+    FORMAT_VERSION,
+    check_loaded_pattern,
+    check_loaded_version,
+    register_format_version,
+)
 
 
 class SparseLinear(nn.Module):
@@ -97,10 +102,7 @@ class SparseLinear(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         check_loaded_version(type(self).__name__, state_dict, prefix)
-        key = prefix + "nm_pattern"
-        if key in state_dict and [int(v) for v in state_dict[key]] != [self.n, self.m]:
-            saved = [int(v) for v in state_dict[key]]
-            raise RuntimeError(f"SparseLinear: state holds a {saved[0]}:{saved[1]} weight, this module is {self.n}:{self.m}")
+        check_loaded_pattern(type(self).__name__, state_dict, prefix, self.n, self.m)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
