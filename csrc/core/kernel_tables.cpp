@@ -12,6 +12,7 @@
 
 #include "dwsep_conv.h"
 #include "int8.h"
+#include "int8_vnni.h"
 #include "nm_int8_linear.h"
 #include "nm_linear.h"
 

@@ -1,0 +1,192 @@
+// The avx512_vnni level's int8_linear_block (core/int8_vnni.h, reached through
+// the level's kernel table) against a naive loop with int64 sums, called the
+// way the glue calls it: output columns split into uneven chunks, strided q
+// rows and output rows, outputs poisoned first. Skips, saying so, on a CPU
+// without AVX-512 VNNI or a build without the x86 levels.
+//   exact int32 with unit scales: M around the 4-row tile (1..9), N around the
+//   4-column tile, K around the 64-byte step and K % 4 != 0
+//   K = kInt8MaxK with all-extreme values (-128 x -128, 127 x -128, ...), where
+//   the shifted sums pass 2^31 and only wrap-around makes the result exact
+//   scales + bias in fp32 / bf16 / fp16: the same epilogue as the portable core
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "check.h"
+#include "core/dtype.h"
+#include "core/int8.h"
+#include "core/isa.h"
+#include "core/kernel_table.h"
+
+using namespace effdl::core;
+
+namespace {
+
+using Rng = std::mt19937_64;
+inline size_t sz(int64_t v) { return static_cast<size_t>(v); }
+
+template <typename T>
+uint32_t bits_of(T v) {
+  uint32_t b = 0;
+  std::memcpy(&b, &v, sizeof(T));
+  return b;
+}
+
+template <typename Out>
+Out poison() {
+  return store_from_float<Out>(-12345.f);
+}
+
+// Uneven chunks covering [0, N), as parallel_for may cut them.
+std::vector<std::pair<int64_t, int64_t>> chunks(int64_t N, Rng& rng) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t b = 0; b < N;) {
+    const int64_t e = std::min(N, b + 1 + int64_t(rng() % 11));
+    out.push_back({b, e});
+    b = e;
+  }
+  return out;
+}
+
+struct Problem {
+  int64_t M, K, N, ldq, ldo;
+  std::vector<int8_t> q, wq;  // q [M, ldq], wq [N, K]
+  std::vector<int64_t> acc;   // the exact sums [M, N]
+
+  void reference() {
+    acc.assign(sz(M * N), 0);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t o = 0; o < N; ++o) {
+        int64_t s = 0;
+        for (int64_t k = 0; k < K; ++k) s += int64_t(q[sz(i * ldq + k)]) * int64_t(wq[sz(o * K + k)]);
+        acc[sz(i * N + o)] = s;
+      }
+  }
+};
+
+Problem random_problem(Rng& rng, int64_t M, int64_t K, int64_t N) {
+  Problem p{M, K, N, K + 3, N + 2, {}, {}, {}};
+  p.q.resize(sz(std::max<int64_t>(M * p.ldq, 1)));
+  p.wq.resize(sz(N * K));
+  for (auto& v : p.q) v = int8_t(int(rng() % 256) - 128);
+  for (auto& v : p.wq) v = int8_t(int(rng() % 256) - 128);
+  p.reference();
+  return p;
+}
+
+// Unit scales, no bias: the int32 sum itself, exactly; the poisoned padding
+// column of each output row stays untouched.
+void check_exact(const KernelTable& t, const Problem& p, Rng& rng, const char* what) {
+  std::vector<float> ones_m(sz(std::max<int64_t>(p.M, 1)), 1.f), ones_n(sz(p.N), 1.f);
+  std::vector<float> out(sz(std::max<int64_t>(p.M * p.ldo, 1)), poison<float>());
+  for (auto [ob, oe] : chunks(p.N, rng))
+    t.int8<float>().int8_linear_block(p.q.data(), p.ldq, ones_m.data(), p.M, p.K, p.wq.data(),
+                                      ones_n.data(), nullptr, out.data(), p.ldo, ob, oe);
+  bool ok = true;
+  for (int64_t i = 0; i < p.M && ok; ++i) {
+    for (int64_t o = 0; o < p.N && ok; ++o) {
+      const int64_t want = p.acc[sz(i * p.N + o)];
+      const float got = out[sz(i * p.ldo + o)];
+      ok = CHECK_MSG(got == float(want),
+                     "%s M=%lld K=%lld N=%lld [%lld,%lld]: got %.17g want %lld", what, (long long)p.M,
+                     (long long)p.K, (long long)p.N, (long long)i, (long long)o, double(got),
+                     (long long)want);
+    }
+    for (int64_t o = p.N; o < p.ldo && ok; ++o) ok = CHECK(bits_of(out[sz(i * p.ldo + o)]) == bits_of(poison<float>()));
+  }
+}
+
+void test_shapes(const KernelTable& t, Rng& rng) {
+  for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9})
+    for (int64_t K : {1, 3, 4, 5, 63, 64, 65, 130, 255, 301})
+      for (int64_t N : {1, 3, 4, 5, 17}) {
+        const Problem p = random_problem(rng, M, K, N);
+        check_exact(t, p, rng, "random");
+      }
+  // more rows than one L2 row block (2^18 bytes / K rows): the block loop
+  const Problem big = random_problem(rng, 70, 4099, 6);
+  check_exact(t, big, rng, "row blocks");
+  // M == 0: nothing written, nothing read
+  const Problem none = random_problem(rng, 0, 17, 5);
+  check_exact(t, none, rng, "M=0");
+}
+
+// K = kInt8MaxK, the int32 bound, with extreme values. The output (unit
+// scales) is float(acc), exact while acc needs at most 24 significant bits, so
+// each pattern is chosen to have an exactly representable true sum while the
+// shifted sum sum_k (q + 128) * w runs far past int32 (about -4.3e9 for
+// q = 127, w = -128): a missing or wrong correction is off by multiples of 2^32
+// or of 128 * colsum, never hidden by rounding.
+void test_int32_bound(const KernelTable& t, Rng& rng) {
+  const int64_t K = kInt8MaxK;  // odd: 65536 even and 65535 odd k
+  struct Pattern {
+    int8_t q_even, q_odd, w;
+    int64_t want;
+  };
+  const Pattern patterns[] = {
+      {-128, -128, -128, int64_t(128) * 128 * K},  // the largest sum there is: 2^31 - 2^14
+      {127, 127, -128, int64_t(-127) * 128 * K},   // shifted sum -4.26e9
+      {-128, -128, 127, int64_t(-128) * 127 * K},
+      {127, -127, -128, int64_t(-128) * 127},      // shifted sum -2.1e9, true sum small
+      {127, -127, 127, int64_t(127) * 127},
+      {-128, 127, 127, int64_t(127) * (-128 * 65536 + 127 * 65535)},
+  };
+  for (const Pattern& pat : patterns) {
+    Problem p{3, K, 6, K, 6, std::vector<int8_t>(sz(3 * K)), std::vector<int8_t>(sz(6 * K)), {}};
+    for (int64_t k = 0; k < K; ++k) {
+      p.q[sz(k)] = p.q[sz(K + k)] = (k % 2) ? pat.q_odd : pat.q_even;
+      p.q[sz(2 * K + k)] = int8_t(rng() % 256 - 128);  // a random row beside them
+    }
+    for (int64_t o = 0; o < 6; ++o)
+      for (int64_t k = 0; k < K; ++k) p.wq[sz(o * K + k)] = pat.w;
+    p.reference();
+    CHECK(p.acc[0] == pat.want && float(pat.want) == double(pat.want));
+    check_exact(t, p, rng, "K=kInt8MaxK extremes");
+  }
+  CHECK(int64_t(128) * 128 * kInt8MaxK <= INT32_MAX);
+}
+
+// Scales and bias, every output type: the same values, bit for bit, as the
+// portable core (both end in int8_epilogue on the same int32 sums).
+template <typename Out>
+void test_epilogue(const KernelTable& t, Rng& rng) {
+  const Problem p = random_problem(rng, 6, 200, 13);
+  std::uniform_real_distribution<float> scale(1e-3f, 0.1f), bval(-2.f, 2.f);
+  std::vector<float> qs(sz(p.M)), ws(sz(p.N)), bias(sz(p.N));
+  for (auto& v : qs) v = scale(rng);
+  for (auto& v : ws) v = scale(rng);
+  for (auto& v : bias) v = bval(rng);
+  for (int with_bias = 0; with_bias < 2; ++with_bias) {
+    const float* b = with_bias ? bias.data() : nullptr;
+    std::vector<Out> got(sz(p.M * p.ldo), poison<Out>()), want(sz(p.M * p.ldo), poison<Out>());
+    for (auto [ob, oe] : chunks(p.N, rng))
+      t.int8<Out>().int8_linear_block(p.q.data(), p.ldq, qs.data(), p.M, p.K, p.wq.data(), ws.data(), b,
+                                      got.data(), p.ldo, ob, oe);
+    for (int64_t i = 0; i < p.M; ++i)
+      for (int64_t o = 0; o < p.N; ++o)
+        want[sz(i * p.ldo + o)] =
+            int8_epilogue<Out>(int32_t(p.acc[sz(i * p.N + o)]), qs[sz(i)], ws[sz(o)], b ? b + o : nullptr);
+    for (size_t j = 0; j < got.size(); ++j) CHECK(bits_of(got[j]) == bits_of(want[j]));
+  }
+}
+
+}  // namespace
+
+int main() {
+  const KernelTable* t = kernel_table(Isa::kAvx512Vnni);
+  if (t == nullptr || !isa_supported_by_cpu(Isa::kAvx512Vnni)) {
+    std::printf("SKIP: %s\n", t == nullptr ? "this build has no avx512_vnni kernels"
+                                           : "this CPU does not run AVX-512 VNNI");
+    return effdl_test::finish("test_int8_vnni");
+  }
+  Rng rng(20261129);
+  test_shapes(*t, rng);
+  test_int32_bound(*t, rng);
+  test_epilogue<float>(*t, rng);
+  test_epilogue<bf16>(*t, rng);
+  test_epilogue<fp16>(*t, rng);
+  return effdl_test::finish("test_int8_vnni");
+}
