@@ -4,7 +4,7 @@ Run by ``test_int8_linear_levels.py`` in a fresh interpreter per level. With uni
 scales and no bias the output is ``float(sum_k q[i, k] * wq[o, k])``; it is compared
 bit for bit against the same sum taken in int64 by torch. Shapes straddle the
 VNNI kernel's tiles (4 rows, 4 output columns, 64-byte K steps, K % 4 != 0), and
-K = 131071 (the int32 bound) with extreme values whose unsigned-shifted sums
+K = 131071 (the int32 bound) with extreme values whose 128-shifted sums
 pass 2^31 while the true sums stay exactly representable in fp32.
 Prints one JSON line: the level and the number of cases checked.
 """

@@ -117,8 +117,8 @@ void test_shapes(const KernelTable& t, Rng& rng) {
 // K = kInt8MaxK, the int32 bound, with extreme values. The output (unit
 // scales) is float(acc), exact while acc needs at most 24 significant bits, so
 // each pattern is chosen to have an exactly representable true sum while the
-// shifted sum sum_k (q + 128) * w runs far past int32 (about -4.3e9 for
-// q = 127, w = -128): a missing or wrong correction is off by multiples of 2^32
+// shifted sum sum_k (w + 128) * q runs far past int32 (about -4.3e9 for
+// q = -128, w = 127): a missing or wrong correction is off by multiples of 2^32
 // or of 128 * colsum, never hidden by rounding.
 void test_int32_bound(const KernelTable& t, Rng& rng) {
   const int64_t K = kInt8MaxK;  // odd: 65536 even and 65535 odd k
@@ -128,11 +128,11 @@ void test_int32_bound(const KernelTable& t, Rng& rng) {
   };
   const Pattern patterns[] = {
       {-128, -128, -128, int64_t(128) * 128 * K},  // the largest sum there is: 2^31 - 2^14
-      {127, 127, -128, int64_t(-127) * 128 * K},   // shifted sum -4.26e9
-      {-128, -128, 127, int64_t(-128) * 127 * K},
-      {127, -127, -128, int64_t(-128) * 127},      // shifted sum -2.1e9, true sum small
+      {127, 127, -128, int64_t(-127) * 128 * K},
+      {-128, -128, 127, int64_t(-128) * 127 * K},  // shifted sum -4.28e9
+      {127, -127, -128, int64_t(-128) * 127},
       {127, -127, 127, int64_t(127) * 127},
-      {-128, 127, 127, int64_t(127) * (-128 * 65536 + 127 * 65535)},
+      {-128, 127, 127, int64_t(127) * (-128 * 65536 + 127 * 65535)},  // shifted sum -2.1e9
   };
   for (const Pattern& pat : patterns) {
     Problem p{3, K, 6, K, 6, std::vector<int8_t>(sz(3 * K)), std::vector<int8_t>(sz(6 * K)), {}};
