@@ -14,9 +14,9 @@
 # mode, MIG) are only read, never changed.
 #
 # Environment: PYTHON (the interpreter with torch; default: the first of python3/python that
-# imports torch), DEVICE_CHECK_BUILD_S / _TEST_S / _BENCH_S (phase limits, default
-# 180 / 150 / 160 s), DEVICE_CHECK_SHARDS (parallel test processes, default 4), DEVICE_CHECK_QUICK=1 (the --quick benchmarks), DEVICE_CHECK_SKIP_BUILD=1
-# (test the extension already in python/effdl).
+# imports torch); DEVICE_CHECK_BUILD_S / _TEST_S / _BENCH_S (phase limits, default 170 / 130 /
+# 150 s); DEVICE_CHECK_SHARDS (parallel test processes, default 4); DEVICE_CHECK_QUICK=1 (the
+# --quick benchmarks); DEVICE_CHECK_SKIP_BUILD=1 (test the extension already in python/effdl).
 set -u
 
 OUT="${1:-./device-out}"
@@ -25,9 +25,9 @@ OUT="$(cd "$OUT" && pwd)"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT" || exit 2
 
-BUILD_S="${DEVICE_CHECK_BUILD_S:-180}"
-TEST_S="${DEVICE_CHECK_TEST_S:-150}"
-BENCH_S="${DEVICE_CHECK_BENCH_S:-160}"
+BUILD_S="${DEVICE_CHECK_BUILD_S:-170}"
+TEST_S="${DEVICE_CHECK_TEST_S:-130}"
+BENCH_S="${DEVICE_CHECK_BENCH_S:-150}"
 SHARDS="${DEVICE_CHECK_SHARDS:-4}"
 T0=$(date +%s)
 PHASES="$OUT/phases.tsv"
@@ -36,14 +36,14 @@ printf 'phase\trc\tseconds\tlog\n' >"$PHASES"
 have() { command -v "$1" >/dev/null 2>&1; }
 
 # run_phase NAME LIMIT_S LOG CMD...: CMD under `timeout` (SIGINT first, so pytest and the bench
-# still write their files, SIGKILL 20 s later), output to LOG; records rc and duration.
+# still write their files, SIGKILL 10 s later), output to LOG; records rc and duration.
 run_phase() {
     local name="$1" limit="$2" log="$3" start rc
     shift 3
     start=$(date +%s)
     echo "== $name (limit ${limit}s) -> $log" >&2
     if have timeout; then
-        timeout -s INT -k 20 "$limit" "$@" >"$log" 2>&1
+        timeout -s INT -k 10 "$limit" "$@" >"$log" 2>&1
     else
         "$@" >"$log" 2>&1
     fi
@@ -175,6 +175,7 @@ fi
         echo "(no per-op test table: see tests-NN.log)"
     fi
     echo
+    # shellcheck disable=SC2012  # our own file names: the newest JSON of this run
     BENCH_JSON=$(ls -t "$OUT"/cuda-*.json 2>/dev/null | head -n 1)
     if [ -n "$BENCH_JSON" ] && [ -n "$PY" ]; then
         PYTHONPATH=python timeout 60 "$PY" -c 'import sys; from bench.gpu_run import print_tables; print_tables(sys.argv[1])' \

@@ -195,10 +195,17 @@ def _build_nm_linear(K: int, N: int, M: int, dtype: torch.dtype, device: torch.d
 
 
 def formats_compress(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """effdl's 2:4 packing of ``w`` by the reference (independent of the kernels under test)."""
+    """effdl's 2:4 packing of ``w`` by the reference (independent of the kernels under test).
+
+    Packed where ``w`` lives; should the reference refuse that device, packed on the CPU and moved back.
+    """
     from effdl import reference
 
-    return reference.nm_compress(w, 2, 4)
+    try:
+        return reference.nm_compress(w, 2, 4)
+    except (RuntimeError, NotImplementedError):
+        values, meta = reference.nm_compress(w.cpu(), 2, 4)
+        return values.to(w.device), meta.to(w.device)
 
 
 def _int8_weights(N: int, K: int, n: int, device: torch.device):

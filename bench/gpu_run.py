@@ -28,10 +28,11 @@ from .gpu_timing import measure_ceilings, time_interleaved_device
 from .harness import Budget
 
 QUICK = Budget(seconds=0.3, min_reps=5, max_case_s=3.0, max_reps=25, sample_s=0.002, warmup_s=0.1)
-FULL = Budget(seconds=1.0, min_reps=7, max_case_s=8.0, max_reps=40, sample_s=0.005, warmup_s=0.2)
+FULL = Budget(seconds=0.6, min_reps=7, max_case_s=6.0, max_reps=30, sample_s=0.005, warmup_s=0.2)
 CEILING = Budget(seconds=1.0, min_reps=5, max_reps=20, sample_s=0.02, warmup_s=0.2)
 DEFAULT_TIME_BUDGET_S = 300.0
 EFFDL = ("effdl cuda", "effdl triton")
+_now = time.perf_counter  # the run's clock for the time budget (a test replaces it)
 
 
 def require_gpu() -> torch.device:
@@ -101,7 +102,8 @@ def run_case(case: GpuCase, device: torch.device, l2: int, budget: Budget, seed:
         result.update(error=f"{type(exc).__name__}: {exc}"[:500], candidates={})
         result["wall_s"] = round(time.perf_counter() - t0, 3)
         gc.collect()
-        torch.cuda.empty_cache() if device.type == "cuda" else None
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         return result
     by_name = {t.name: t for t in timings}
     result.update(
@@ -226,7 +228,7 @@ def main(args) -> int:
         return 0
     device = require_gpu()
     budget = QUICK if args.quick else FULL
-    deadline = time.perf_counter() + args.time_budget
+    deadline = _now() + args.time_budget
     info = gpu_info(device)
     l2 = info["l2_bytes"]
     today = datetime.date.today().isoformat()
@@ -251,7 +253,7 @@ def main(args) -> int:
         },
         "ceilings": {}, "cases": [],
     }
-    t_start = time.perf_counter()
+    t_start = _now()
     try:
         doc["ceilings"] = measure_ceilings(device, CEILING, args.quick)
     except Exception as exc:  # the cases still run; %ceil stays empty
@@ -260,13 +262,13 @@ def main(args) -> int:
     print(f"# ceilings: {json.dumps({k: v.get('TFLOPs') or v.get('TBps') for k, v in c.items() if isinstance(v, dict)})}",
           file=sys.stderr, flush=True)
     for i, case in enumerate(case_list):
-        if time.perf_counter() > deadline:
+        if _now() > deadline:
             r = _skipped(case, f"time budget of {args.time_budget:.0f} s spent")
         else:
             r = run_case(case, device, l2, budget, args.seed + i)
             derive(r, doc["ceilings"])
         doc["cases"].append(r)
-        doc["total_s"] = round(time.perf_counter() - t_start, 1)
+        doc["total_s"] = round(_now() - t_start, 1)
         path.write_text(json.dumps(doc, indent=1) + "\n")  # after every case: a killed run keeps its results
         meds = {n: v.get("median_ms") for n, v in r.get("candidates", {}).items()}
         print(f"[{i + 1}/{len(case_list)}] {case.op} {case.name}: "
