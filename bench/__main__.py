@@ -69,6 +69,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="cuda only: seconds after which the remaining cases are recorded as skipped",
     )
     p.add_argument(
+        "--validation",
+        default=None,
+        help="cuda only: validation.json of the device check's tests; kernels that failed one are not timed",
+    )
+    p.add_argument(
         "--out",
         default=str(Path(__file__).resolve().parent / "results"),
         help="folder for the JSON results (default: bench/results)",

@@ -119,7 +119,7 @@ if [ -n "$PY" ]; then
     # CPU-bound and the machine has many cores; a shard that hangs costs only its own slice.
     TIMEOUT_ARGS=()
     if "$PY" -c 'import pytest_timeout' >/dev/null 2>&1; then TIMEOUT_ARGS=(--timeout=90); fi
-    rm -f "$OUT"/cuda-tests-*.xml "$OUT"/shard-*.txt
+    rm -f "$OUT"/cuda-tests-*.xml "$OUT"/shard-*.txt "$OUT"/validation.json "$OUT"/validated-candidate.json
     PYTHONPATH=python timeout 120 "$PY" -m pytest -m cuda --collect-only -q -p no:cacheprovider tests \
         2>"$OUT/collect.log" | grep '::' >"$OUT/cuda-tests.txt"
     NTESTS=$(wc -l <"$OUT/cuda-tests.txt")
@@ -139,10 +139,8 @@ if [ -n "$PY" ]; then
     done
     wait
 
-    BENCH_ARGS=(--device cuda --out "$OUT" --time-budget "$((BENCH_S > 80 ? BENCH_S - 40 : BENCH_S / 2))")
-    if [ "${DEVICE_CHECK_QUICK:-0}" = "1" ]; then BENCH_ARGS+=(--quick); fi
-    run_phase bench "$BENCH_S" "$OUT/bench.log" env PYTHONPATH=python "$PY" -m bench "${BENCH_ARGS[@]}"
-
+    # validate before the bench: a kernel that failed its tests is not benchmarked (a faulting
+    # kernel would lose the CUDA context for every later case)
     JUNITS=("$OUT"/cuda-tests-*.xml)
     if [ -f "${JUNITS[0]}" ] && [ -n "$ARCH" ]; then
         run_phase validate 60 "$OUT/validate.log" env PYTHONPATH=python "$PY" -m bench.validate \
@@ -151,6 +149,11 @@ if [ -n "$PY" ]; then
     else
         printf 'validate\tskipped: no cuda-tests-NN.xml or no GPU arch\t0\t-\n' >>"$PHASES"
     fi
+
+    BENCH_ARGS=(--device cuda --out "$OUT" --time-budget "$((BENCH_S > 80 ? BENCH_S - 40 : BENCH_S / 2))")
+    if [ "${DEVICE_CHECK_QUICK:-0}" = "1" ]; then BENCH_ARGS+=(--quick); fi
+    if [ -f "$OUT/validation.json" ]; then BENCH_ARGS+=(--validation "$OUT/validation.json"); fi
+    run_phase bench "$BENCH_S" "$OUT/bench.log" env PYTHONPATH=python "$PY" -m bench "${BENCH_ARGS[@]}"
 fi
 
 # ---------------------------------------------------------------- the final table (always)

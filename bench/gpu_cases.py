@@ -15,9 +15,10 @@ user on a GPU would otherwise run (DESIGN.md §6):
 
 A :class:`GpuCase` is cheap to list (its FLOP and byte counts are formulas of the
 shape); ``build(device, l2)`` allocates the rotation sets on ``device`` (enough
-weight/input sets that a candidate's sets exceed twice the L2 cache), runs every
-candidate once on set 0 and checks its output against an fp32 reference; a
-candidate that raises is kept with its error ("unavailable: reason") and never timed.
+weight/input sets that a candidate's sets exceed twice the L2 cache) and the fp32
+reference output; :func:`check` runs every candidate once on set 0 and measures
+its error; a candidate that raises is kept with its error ("unavailable: reason")
+and never timed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from effdl import formats, ops
 from .harness import Candidate, rel_err, rotation_sets
 
 OPS = ("nm_linear", "int8_linear", "int8_weight_linear", "dwsep_conv2d")
+# the effdl ops each benchmarked op calls (the W8A8 path quantizes its activations first)
+USES = {"nm_linear": ("nm_linear",), "int8_linear": ("quantize_rows", "int8_linear"),
+        "int8_weight_linear": ("int8_weight_linear",), "dwsep_conv2d": ("dwsep_conv2d",)}
 EFFDL_BACKENDS = ("cuda", "triton")  # one "effdl <backend>" candidate each
 
 # Llama-class projections (K, N) and batch rows: decode, then prefill
@@ -58,9 +62,10 @@ class GpuBuilt:
     candidates: list[Candidate]  # effdl backends first, then the peers
     n_sets: int
     set_bytes: dict[str, int]  # bytes per rotation set, per candidate
-    errors: dict[str, float]  # rel. error of each working candidate's output vs the fp32 reference
     tol: float
-    ref: str
+    ref: str  # what the errors are measured against
+    ref_out: torch.Tensor | None = field(default=None, repr=False)  # the reference output on set 0
+    errors: dict[str, float] = field(default_factory=dict)  # filled by check(): rel. error vs ref_out
 
 
 @dataclass
@@ -108,23 +113,32 @@ def sparse24(N: int, K: int, dtype: torch.dtype, device: torch.device) -> torch.
     return (torch.randn(N, K, device=device) * K**-0.5 * keep).to(dtype)
 
 
-def _probe(candidates: list[Candidate]) -> dict[str, torch.Tensor]:
-    """Run each candidate once on set 0; one that raises is marked unavailable with the reason."""
-    outs = {}
-    for c in candidates:
+def check(built: GpuBuilt, skip: dict[str, str] | None = None) -> GpuBuilt:
+    """Run each candidate once on set 0 and measure its error against the reference output.
+
+    A candidate named in ``skip`` is not run (its value is the reason, e.g. its kernels failed their
+    tests on this GPU, where running it could lose the CUDA context); one that raises is marked
+    unavailable with the reason. Drops the reference tensor afterwards.
+    """
+    for c in built.candidates:
+        if c.error is None and skip and c.name in skip:
+            c.error = skip[c.name]
+    for c in built.candidates:
         if c.error is not None:
             continue
         try:
-            outs[c.name] = c.calls[0]()
+            out = c.calls[0]()
         except Exception as exc:  # an unavailable kernel or peer is reported, never fatal
             c.error = f"{type(exc).__name__}: {exc}"[:300]
-    return outs
+            continue
+        built.errors[c.name] = rel_err(out, built.ref_out)
+        del out
+    built.ref_out = None
+    return built
 
 
 def _finish(cands: list[Candidate], n: int, set_bytes: dict, ref: torch.Tensor, tol: float, what: str) -> GpuBuilt:
-    outs = _probe(cands)
-    errors = {k: rel_err(v, ref) for k, v in outs.items()}
-    return GpuBuilt(cands, n, set_bytes, errors, tol, what)
+    return GpuBuilt(cands, n, set_bytes, tol, what, ref_out=ref)
 
 
 def _try(name: str, note: str, make: Callable[[], list[Callable[[], object]]]) -> Candidate:

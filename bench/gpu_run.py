@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from . import harness
-from .gpu_cases import GpuCase, gpu_cases, l2_bytes, total_bytes
+from .gpu_cases import USES, GpuCase, check, gpu_cases, l2_bytes, total_bytes
 from .gpu_timing import measure_ceilings, time_interleaved_device
 from .harness import Budget
 
@@ -87,15 +87,53 @@ def _skipped(case: GpuCase, why: str) -> dict:
     return {"op": case.op, "case": case.name, "params": case.params, "skipped": why, "candidates": {}}
 
 
-def run_case(case: GpuCase, device: torch.device, l2: int, budget: Budget, seed: int) -> dict:
-    """Build, check and time one case; never raises (a failure is recorded in the result)."""
+def untrusted_kernels(validation: dict) -> dict[tuple[str, str], str]:
+    """``(family, op) -> reason`` for the effdl kernels that failed a ``cuda`` test on this GPU.
+
+    ``validation`` is the summary ``bench.validate`` writes (``validation.json``). Such a kernel
+    is not benchmarked: one illegal memory access would lose the CUDA context for every later case.
+    """
+    out = {}
+    for fam, rows in validation.get("counts", {}).items():
+        for op, counts in rows.items():
+            if counts.get("failed", 0):
+                out[(fam, op)] = (f"not timed: {counts['failed']} of its {fam} kernel's cuda tests failed on "
+                                  "this GPU (validation.json)")
+    return out
+
+
+def skips_for(case: GpuCase, untrusted: dict[tuple[str, str], str]) -> dict[str, str]:
+    """The effdl candidates of ``case`` not to run: those calling an untrusted kernel."""
+    out = {}
+    for fam in ("cuda", "triton"):
+        for op in USES[case.op]:
+            if (fam, op) in untrusted:
+                out.setdefault(f"effdl {fam}", untrusted[(fam, op)])
+    return out
+
+
+def cuda_context_error(device: torch.device) -> str | None:
+    """``None`` while the CUDA context works; else why not (a sticky error from a faulting kernel)."""
+    if device.type != "cuda":
+        return None
+    try:
+        torch.cuda.synchronize(device)
+        torch.ones(1, device=device).add_(1).item()
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def run_case(case: GpuCase, device: torch.device, l2: int, budget: Budget, seed: int,
+             skip: dict[str, str] | None = None) -> dict:
+    """Build, check and time one case (not running the candidates in ``skip``); never raises."""
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     result: dict = {"op": case.op, "case": case.name, "params": case.params, "flops": case.flops,
                     "work_flops": case.work_flops, "bytes": case.bytes}
     try:
         with torch.inference_mode():
-            built = case.build(device, l2)
+            built = check(case.build(device, l2), skip)
             result["build_s"] = round(time.perf_counter() - t0, 3)
             timings = time_interleaved_device(built.candidates, budget, device)
     except Exception as exc:  # out of memory, a broken reference...: recorded, the run goes on
@@ -261,12 +299,25 @@ def main(args) -> int:
     c = doc["ceilings"]
     print(f"# ceilings: {json.dumps({k: v.get('TFLOPs') or v.get('TBps') for k, v in c.items() if isinstance(v, dict)})}",
           file=sys.stderr, flush=True)
+    untrusted = {}
+    if getattr(args, "validation", None):
+        try:
+            untrusted = untrusted_kernels(json.loads(Path(args.validation).read_text()))
+        except (OSError, ValueError) as exc:
+            print(f"# --validation {args.validation} unreadable ({exc}): every kernel is timed", file=sys.stderr)
+    doc["untrusted_kernels"] = {f"{fam} {op}": why for (fam, op), why in untrusted.items()}
+    lost = None
     for i, case in enumerate(case_list):
-        if _now() > deadline:
+        if lost:
+            r = _skipped(case, lost)
+        elif _now() > deadline:
             r = _skipped(case, f"time budget of {args.time_budget:.0f} s spent")
         else:
-            r = run_case(case, device, l2, budget, args.seed + i)
+            r = run_case(case, device, l2, budget, args.seed + i, skips_for(case, untrusted))
             derive(r, doc["ceilings"])
+            why = cuda_context_error(device)
+            if why:
+                lost = f"the CUDA context was lost during {case.op} {case.name}: {why}"
         doc["cases"].append(r)
         doc["total_s"] = round(_now() - t_start, 1)
         path.write_text(json.dumps(doc, indent=1) + "\n")  # after every case: a killed run keeps its results

@@ -184,7 +184,7 @@ def test_sparse24_pattern_and_torch_quantize_rows():
 
 
 def test_nm_linear_builder_on_cpu():
-    built = gpu_cases._build_nm_linear(64, 32, 4, torch.float16, torch.device("cpu"), 4096)
+    built = gpu_cases.check(gpu_cases._build_nm_linear(64, 32, 4, torch.float16, torch.device("cpu"), 4096))
     cands = {c.name: c for c in built.candidates}
     assert list(cands) == ["effdl cuda", "effdl triton", "cuBLAS dense", "cuSPARSELt", "CUTLASS 2:4"]
     assert "backend 'cuda' is forced but the input is on cpu" in cands["effdl cuda"].error
@@ -196,17 +196,19 @@ def test_nm_linear_builder_on_cpu():
 
 
 def test_int8_builders_on_cpu():
-    built = gpu_cases._build_int8_linear(64, 32, 4, torch.device("cpu"), 4096)
+    built = gpu_cases.check(gpu_cases._build_int8_linear(64, 32, 4, torch.device("cpu"), 4096),
+                            skip={"effdl cuda": "its cuda tests failed"})
+    assert built.candidates[0].error == "its cuda tests failed" and built.ref_out is None
     assert [c.name for c in built.candidates] == ["effdl cuda", "effdl triton", "_int_mm+epilogue", "cuBLAS bf16"]
     out = built.candidates[2].calls[0]()  # padded to 32 rows inside, 4 rows out
     assert out.shape == (4, 32) and out.dtype == torch.bfloat16
     assert built.errors["_int_mm+epilogue"] < built.tol and built.errors["effdl triton"] < built.tol
-    built = gpu_cases._build_int8_weight_linear(64, 32, 4, torch.device("cpu"), 4096)
+    built = gpu_cases.check(gpu_cases._build_int8_weight_linear(64, 32, 4, torch.device("cpu"), 4096))
     assert built.errors["cuBLAS bf16"] < built.tol
 
 
 def test_dwsep_builder_on_cpu():
-    built = gpu_cases._build_dwsep(8, 8, 4, 2, 2, torch.device("cpu"), 4096)
+    built = gpu_cases.check(gpu_cases._build_dwsep(8, 8, 4, 2, 2, torch.device("cpu"), 4096))
     peer = built.candidates[2]
     assert peer.name == "cuDNN dw+pw" and built.errors["cuDNN dw+pw"] < 1e-2
     assert peer.calls[0]().shape == (2, 4, 4, 4)
@@ -313,3 +315,17 @@ def test_gpu_main_end_to_end_on_cpu(tmp_path, monkeypatch, capsys):
     assert rc == (0 if first["check"]["ok"].get("effdl triton", True) else 1)
     gpu_run.print_tables(next(tmp_path.glob("*.json")))
     assert "Fake GPU 9000 (sm_90)" in capsys.readouterr().out
+
+
+def test_kernels_that_failed_their_tests_are_not_benchmarked(tmp_path):
+    validate.main([str(_junit(tmp_path)), "--arch", "sm_90", "--summary", str(tmp_path / "v.json")])
+    untrusted = gpu_run.untrusted_kernels(json.loads((tmp_path / "v.json").read_text()))
+    assert set(untrusted) == {("cuda", "int8_linear"), ("cuda", "dwsep_conv2d")}
+    assert "1 of its cuda kernel's cuda tests failed" in untrusted[("cuda", "int8_linear")]
+    skips = {op: gpu_run.skips_for(gpu_cases.gpu_cases([op], quick=True)[0], untrusted) for op in gpu_cases.OPS}
+    assert set(skips["int8_linear"]) == {"effdl cuda"} and set(skips["dwsep_conv2d"]) == {"effdl cuda"}
+    assert skips["nm_linear"] == {} and skips["int8_weight_linear"] == {}
+    # the W8A8 path also calls quantize_rows: its failure keeps the int8_linear case's kernel out too
+    only_q = {("triton", "quantize_rows"): "q failed"}
+    assert gpu_run.skips_for(gpu_cases.gpu_cases(["int8_linear"], quick=True)[0], only_q) == {"effdl triton": "q failed"}
+    assert gpu_run.cuda_context_error(torch.device("cpu")) is None
