@@ -354,11 +354,22 @@ def dwsep_case(C: int, H: int, Cout: int, stride: int, B: int) -> GpuCase:
                    lambda dev, l2: _build_dwsep(C, H, Cout, stride, B, dev, l2))
 
 
+def _priority(shapes: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """``(K, N, M)`` reordered so that any prefix spreads over both weights and decode/prefill:
+    a run cut short by its time budget (Triton's first compilations and autotuning take a
+    while) still has one decode and one prefill case per weight."""
+    first = [(4096, 4096, 16), (4096, 4096, 2048), (4096, 11008, 1), (4096, 11008, 8192),
+             (4096, 4096, 1), (4096, 4096, 512), (4096, 11008, 16), (4096, 11008, 2048)]
+    return [s for s in first if s in shapes] + [s for s in shapes if s not in first]
+
+
 def _per_op(op: str, quick: bool) -> list[GpuCase]:
     if op == "dwsep_conv2d":
-        blocks = DWSEP_QUICK if quick else [(C, H, Co, s, B) for B in DWSEP_BATCHES for C, H, Co, s in DWSEP_BLOCKS]
+        blocks = DWSEP_QUICK if quick else [(C, H, Co, s, B) for C, H, Co, s in DWSEP_BLOCKS
+                                            for B in sorted(DWSEP_BATCHES, reverse=True)]
         return [dwsep_case(*b) for b in blocks]
-    shapes = LINEAR_QUICK if quick else [(K, N, M) for K, N in LINEAR_SHAPES for M in (*DECODE_M, *PREFILL_M)]
+    shapes = LINEAR_QUICK if quick else _priority([(K, N, M) for K, N in LINEAR_SHAPES
+                                                   for M in (*DECODE_M, *PREFILL_M)])
     dtypes = NM_DTYPES if op == "nm_linear" and not quick else (torch.bfloat16,)
     return [linear_case(op, K, N, M, dt) for dt in dtypes for K, N, M in shapes]
 

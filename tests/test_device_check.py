@@ -139,6 +139,12 @@ def test_case_lists():
     assert {op: len(v) for op, v in by_op.items()} == {"nm_linear": 24, "int8_linear": 12,
                                                        "int8_weight_linear": 12, "dwsep_conv2d": 10}
     assert [c.op for c in full[:4]] == list(gpu_cases.OPS)  # round-robin: a cut-short run covers every op
+    # any prefix spreads over both weights, decode and prefill; fp16 2:4 comes after every bf16 case
+    first = [(c.params["N"], c.params["phase"]) for c in by_op["int8_linear"][:4]]
+    assert first == [(4096, "decode"), (4096, "prefill"), (11008, "decode"), (11008, "prefill")]
+    assert [c.params["dtype"] for c in by_op["nm_linear"]] == ["bf16"] * 12 + ["fp16"] * 12
+    assert full[-12:] == by_op["nm_linear"][12:]
+    assert [c.params["B"] for c in by_op["dwsep_conv2d"][:2]] == [32, 1]
     ms = sorted({c.params["M"] for c in by_op["int8_linear"]})
     assert ms == [1, 4, 16, 512, 2048, 8192]
     assert {(c.params["K"], c.params["N"]) for c in by_op["int8_linear"]} == {(4096, 4096), (4096, 11008)}
