@@ -119,14 +119,15 @@ if [ -n "$PY" ]; then
     # CPU-bound and the machine has many cores; a shard that hangs costs only its own slice.
     TIMEOUT_ARGS=()
     if "$PY" -c 'import pytest_timeout' >/dev/null 2>&1; then TIMEOUT_ARGS=(--timeout=90); fi
-    rm -f "$OUT"/cuda-tests-*.xml "$OUT"/shard-*.txt "$OUT"/validation.json "$OUT"/validated-candidate.json
+    rm -f "$OUT"/cuda-tests-*.xml "$OUT"/shard-* "$OUT"/validation.json "$OUT"/validated-candidate.json
     PYTHONPATH=python timeout 120 "$PY" -m pytest -m cuda --collect-only -q -p no:cacheprovider tests \
         2>"$OUT/collect.log" | grep '::' >"$OUT/cuda-tests.txt"
     NTESTS=$(wc -l <"$OUT/cuda-tests.txt")
     echo "   $NTESTS cuda tests collected" >&2
-    if [ "$NTESTS" -ge "$SHARDS" ] && have split; then
-        split -n "l/$SHARDS" -d "$OUT/cuda-tests.txt" "$OUT/shard-" && for f in "$OUT"/shard-*; do mv "$f" "$f.txt"; done
-    else
+    if [ "$NTESTS" -ge "$SHARDS" ] && split -n "l/$SHARDS" -d "$OUT/cuda-tests.txt" "$OUT/shard-" 2>/dev/null; then
+        for f in "$OUT"/shard-[0-9][0-9]; do mv "$f" "$f.txt"; done
+    else  # few tests, or a split without -n: one shard
+        rm -f "$OUT"/shard-*
         cp "$OUT/cuda-tests.txt" "$OUT/shard-00.txt"
     fi
     for shard in "$OUT"/shard-*.txt; do
@@ -145,7 +146,7 @@ if [ -n "$PY" ]; then
     if [ -f "${JUNITS[0]}" ] && [ -n "$ARCH" ]; then
         run_phase validate 60 "$OUT/validate.log" env PYTHONPATH=python "$PY" -m bench.validate \
             "${JUNITS[@]}" --arch "$ARCH" --out "$OUT/validated-candidate.json" \
-            --summary "$OUT/validation.json"
+            --summary "$OUT/validation.json" --expected "$OUT/cuda-tests.txt"
     else
         printf 'validate\tskipped: no cuda-tests-NN.xml or no GPU arch\t0\t-\n' >>"$PHASES"
     fi

@@ -12,7 +12,8 @@ without an op in its name, the op in its module's name). An op's kernel is
 validated on the architecture when at least one of its tests passed and none
 failed or errored — and no test of the family that names no op failed (such a
 test, e.g. ``test_bf16_dots_on_gpu``, exercises several ops at once). Skipped
-tests count for nothing. The candidate is the base file with the architecture
+tests count for nothing; with ``--expected`` (the collected ids), a test without a
+result — its pytest process was killed or crashed — counts as failed. The candidate is the base file with the architecture
 added to those ops; it is written for a human to review and commit, never
 applied automatically. Prints the table of passed/failed per op and family.
 """
@@ -64,6 +65,26 @@ def parse_junit(path: str | Path) -> list[TestResult]:
                 break
         out.append(TestResult(module, case.get("name", ""), outcome, message))
     return out
+
+
+def expected_tests(path: str | Path) -> list[TestResult]:
+    """The collected test ids (``pytest --collect-only -q`` lines ``tests/test_ops.py::test_x[cuda-0]``)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        if "::" not in line:
+            continue
+        parts = line.strip().split("::")
+        out.append(TestResult(Path(parts[0]).stem, parts[-1], "expected"))
+    return out
+
+
+def with_missing(results: list[TestResult], expected: list[TestResult]) -> list[TestResult]:
+    """``results`` plus an ``error`` for every expected test without a result: its pytest process was
+    killed (a hang past the time limit) or crashed, which must not leave its op looking clean."""
+    seen = {(r.module, r.name) for r in results}
+    missing = [TestResult(e.module, e.name, "error", "no result: its pytest process was killed or crashed")
+               for e in expected if (e.module, e.name) not in seen]
+    return results + missing
 
 
 def family(result: TestResult) -> str:
@@ -136,9 +157,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="the validated.json to extend (default: effdl's)")
     p.add_argument("--out", default=None, help="write the candidate validated.json here")
     p.add_argument("--summary", default=None, help="write the per-op counts and failures (JSON) here")
+    p.add_argument("--expected", default=None,
+                   help="the collected test ids (pytest --collect-only -q); one without a result counts as failed")
     args = p.parse_args(argv)
     try:
         results = [r for path in args.junit for r in parse_junit(path)]
+        if args.expected:
+            results = with_missing(results, expected_tests(args.expected))
         base = json.loads(Path(args.base).read_text())
         summary = summarize(results)
         ops_by_family = validated_ops(summary)

@@ -335,3 +335,23 @@ def test_kernels_that_failed_their_tests_are_not_benchmarked(tmp_path):
     only_q = {("triton", "quantize_rows"): "q failed"}
     assert gpu_run.skips_for(gpu_cases.gpu_cases(["int8_linear"], quick=True)[0], only_q) == {"effdl triton": "q failed"}
     assert gpu_run.cuda_context_error(torch.device("cpu")) is None
+
+
+def test_a_test_without_a_result_counts_as_failed(tmp_path):
+    """A shard killed by its time limit (or crashed) leaves no junit: its tests must not vanish."""
+    ids = tmp_path / "cuda-tests.txt"
+    ids.write_text("tests/test_ops.py::test_nm_linear[cuda-bf16-0]\ntests/test_ops.py::test_nm_linear[cuda-f32-1]\n"
+                   "tests/test_ops.py::TestGroup::test_quantize_rows_zero_row[cuda]\n"
+                   "tests/test_triton_ops.py::test_nm_linear[cuda-fp16-7]\n"
+                   "4/1972 tests collected (1968 deselected) in 3.1s\n")
+    expected = validate.expected_tests(ids)
+    assert [(e.module, e.name) for e in expected][2:] == [("test_ops", "test_quantize_rows_zero_row[cuda]"),
+                                                          ("test_triton_ops", "test_nm_linear[cuda-fp16-7]")]
+    results = validate.with_missing(validate.parse_junit(_junit(tmp_path)), expected)
+    missing = [r for r in results if r.message.startswith("no result")]
+    assert [(r.module, r.name, r.outcome) for r in missing] == [("test_triton_ops", "test_nm_linear[cuda-fp16-7]",
+                                                                 "error")]
+    assert validate.validated_ops(validate.summarize(results))["triton"] == []
+    rc = validate.main([str(_junit(tmp_path)), "--arch", "sm_90", "--expected", str(ids),
+                        "--summary", str(tmp_path / "v.json")])
+    assert rc == 0 and json.loads((tmp_path / "v.json").read_text())["validated"]["triton"] == []
