@@ -1,7 +1,7 @@
 """``python -m bench``: CPU microbenchmarks of the effdl kernels against their PyTorch peers.
 
     python -m bench [--quick] [--ops nm_linear,int8_linear,...] [--out bench/results] [--threads N]
-    python -m bench --device cuda [--quick] [--time-budget S] [--ops ...]   (GPU: bench/gpu_run.py)
+    python -m bench --device cuda [--quick] [--time-budget S] [--validation V.json] [--ops ...]  (bench/gpu_run.py)
 
 Prints one plain-text table per op on stdout (progress goes to stderr), writes
 ``<out>/<machine>[-<threads>t]-<YYYY-MM-DD>[-quick].json`` and prints ``wrote <path>``
