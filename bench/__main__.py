@@ -1,6 +1,7 @@
 """``python -m bench``: CPU microbenchmarks of the effdl kernels against their PyTorch peers.
 
     python -m bench [--quick] [--ops nm_linear,int8_linear,...] [--out bench/results] [--threads N]
+    python -m bench --device cuda [--quick] [--time-budget S] [--validation V.json] [--ops ...]  (bench/gpu_run.py)
 
 Prints one plain-text table per op on stdout (progress goes to stderr), writes
 ``<out>/<machine>[-<threads>t]-<YYYY-MM-DD>[-quick].json`` and prints ``wrote <path>``
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import harness
+from . import gpu_cases, gpu_run, harness
 from .cases import OPS, Case, cases
 from .harness import Budget
 
@@ -50,7 +51,28 @@ SHORT = {  # table headers for the peers; the legend under each table gives the 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="few shapes, short budgets (< 2 min): the smoke test")
-    p.add_argument("--ops", default=",".join(OPS), help=f"comma-separated subset of: {','.join(OPS)}")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cpu (default): the CPU kernels; cuda: the CUDA and Triton kernels vs cuBLAS/cuDNN (needs a GPU)",
+    )
+    p.add_argument(
+        "--ops",
+        default=None,
+        help=f"comma-separated subset of: {','.join(OPS)} (cuda: {','.join(gpu_cases.OPS)}); default all",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=gpu_run.DEFAULT_TIME_BUDGET_S,
+        help="cuda only: seconds after which the remaining cases are recorded as skipped",
+    )
+    p.add_argument(
+        "--validation",
+        default=None,
+        help="cuda only: validation.json of the device check's tests; kernels that failed one are not timed",
+    )
     p.add_argument(
         "--out",
         default=str(Path(__file__).resolve().parent / "results"),
@@ -65,10 +87,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--filter", default=None, help="only the cases whose 'op case' text contains this")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     args = p.parse_args(argv)
-    args.ops = [o.strip() for o in args.ops.split(",") if o.strip()]
-    bad = [o for o in args.ops if o not in OPS]
+    known = gpu_cases.OPS if args.device == "cuda" else OPS
+    args.ops = [o.strip() for o in (args.ops or ",".join(known)).split(",") if o.strip()]
+    bad = [o for o in args.ops if o not in known]
     if bad:
-        p.error(f"unknown op(s) {', '.join(bad)}; choose from {', '.join(OPS)}")
+        p.error(f"unknown op(s) {', '.join(bad)} for --device {args.device}; choose from {', '.join(known)}")
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be >= 1")
     return args
@@ -238,6 +261,8 @@ def _tables(results: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.device == "cuda":
+        return gpu_run.main(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
