@@ -7,18 +7,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from ddp import WORLD, available, run, same_on_every_rank
 from torch import nn
-
-WORLD = 2
-
-
-def _same_on_every_rank(tensors: dict[str, torch.Tensor], what: str) -> None:
-    flat = torch.cat([t.detach().double().flatten() for t in tensors.values()])
-    gathered = [torch.empty_like(flat) for _ in range(WORLD)]
-    dist.all_gather(gathered, flat)
-    assert torch.equal(gathered[0], gathered[1]), f"the ranks hold different {what}"
 
 
 def _conv_net(width: int) -> nn.Module:
@@ -29,9 +19,7 @@ def _conv_net(width: int) -> nn.Module:
     )
 
 
-def _worker(rank: int, init_file: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    torch.set_num_threads(1)
+def _worker(rank: int) -> None:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from effdl import data, quant, training
@@ -48,17 +36,17 @@ def _worker(rank: int, init_file: str) -> None:
     model = quant.prepare_qat(_conv_net(8), bits=4, verbose=False)
     wrapped = DDP(model)
     training.train(wrapped, loader, epochs=1, lr=0.05)
-    _same_on_every_rank(dict(model.named_parameters()), "QAT weights")
+    same_on_every_rank(dict(model.named_parameters()), "QAT weights")
     # like BatchNorm statistics, activation ranges follow each rank's last batch until DDP
     # broadcasts rank 0's buffers at the next forward: freeze them for the last steps (the
     # usual QAT recipe) and every rank converts with the same ranges
     quant.freeze_observers(model)
     training.train(wrapped, loader, epochs=1, lr=0.01)
-    _same_on_every_rank(dict(model.state_dict()), "QAT weights or fake-quant state")
+    same_on_every_rank(dict(model.state_dict()), "QAT weights or fake-quant state")
     quant.convert_qat(model, verbose=False)
     assert any(isinstance(m, QLinear) for m in model.modules())
     with torch.no_grad():
-        _same_on_every_rank({"out": model.eval()(split.test_x[:64])}, "converted QAT outputs")
+        same_on_every_rank({"out": model.eval()(split.test_x[:64])}, "converted QAT outputs")
 
     # --- distillation with a FitNets hint: the teacher is frozen and in eval mode on every rank
     torch.manual_seed(1)
@@ -68,11 +56,10 @@ def _worker(rank: int, init_file: str) -> None:
     training.train(DDP(distiller), loader, epochs=1, lr=0.05, compute_loss=Distiller.compute_loss)
     assert not teacher.training
     assert all(torch.equal(teacher_before[k], v) for k, v in teacher.state_dict().items())
-    _same_on_every_rank(dict(distiller.student.state_dict()) | dict(distiller.adapters.state_dict()),
-                        "student or hint adapter weights")
-    dist.destroy_process_group()
+    same_on_every_rank(dict(distiller.student.state_dict()) | dict(distiller.adapters.state_dict()),
+                       "student or hint adapter weights")
 
 
-@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed (gloo)")
+@pytest.mark.skipif(not available(), reason="needs torch.distributed (gloo)")
 def test_qat_and_distillation_under_two_process_ddp(tmp_path):
-    mp.spawn(_worker, args=(str(tmp_path / "store"),), nprocs=WORLD, join=True)
+    run(_worker, tmp_path)

@@ -4,18 +4,13 @@ and the zeros survive DDP training."""
 
 from __future__ import annotations
 
+import ddp as ddp_harness
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
-WORLD = 2
 
-
-def _worker(rank: int, init_file: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    torch.set_num_threads(1)
+def _worker(rank: int) -> None:
     from effdl import prune
 
     torch.manual_seed(0)
@@ -44,13 +39,9 @@ def _worker(rank: int, init_file: str) -> None:
     train(6, after_step=pruner.step)
     mask = prune.get_mask(model[2])
     assert bool((model[2].weight[~mask] == 0).all())
-    state = torch.cat([p.detach().flatten() for p in model.parameters()] + [mask.flatten().float()])
-    gathered = [torch.empty_like(state) for _ in range(WORLD)]
-    dist.all_gather(gathered, state)
-    assert torch.equal(gathered[0], gathered[1]), "the ranks pruned or trained differently"
-    dist.destroy_process_group()
+    ddp_harness.same_on_every_rank(dict(model.named_parameters()) | {"mask": mask}, "pruned or trained weights")
 
 
-@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed (gloo)")
+@pytest.mark.skipif(not ddp_harness.available(), reason="needs torch.distributed (gloo)")
 def test_ranks_prune_alike_under_ddp(tmp_path):
-    mp.spawn(_worker, args=(str(tmp_path / "store"),), nprocs=WORLD, join=True)
+    ddp_harness.run(_worker, tmp_path)
