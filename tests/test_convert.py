@@ -234,3 +234,25 @@ def test_quantize_skips_float64_layers():
     model = nn.Sequential(nn.Linear(8, 8).double())
     effdl.quantize_(model, verbose=False)
     assert isinstance(model[0], nn.Linear)
+
+
+@pytest.mark.parametrize("convert_fn", ["sparsify_", "quantize_"])
+def test_conversions_take_pruned_layers_with_their_masks(convert_fn):
+    """A layer pruned by effdl.prune (mask hooks still on) converts: its zeros are the weight
+    the new module stores, and the mask goes; a foreign hook still blocks conversion."""
+    from effdl import prune
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 8))
+    prune.nm_prune(model, 2, 4, keep_first_last=False, verbose=False)
+    model[2].register_forward_hook(lambda *args: None)
+    dense = [model[0].weight.detach().clone(), model[2].weight.detach().clone()]
+    getattr(effdl, convert_fn)(model, verbose=False)
+    converted = model[0]
+    assert type(converted) is (SparseLinear if convert_fn == "sparsify_" else QLinear)
+    assert [name for name, _ in convert.last_report.skipped] == ["2"]  # the foreign hook
+    assert prune.get_mask(model[2]) is not None
+    if convert_fn == "sparsify_":
+        assert torch.equal(converted.dense_weight(), dense[0])  # exactly the pruned weight
+    else:
+        assert bool((converted.wq[dense[0] == 0] == 0).all())

@@ -3,7 +3,9 @@
 ``sparsify_`` (nn.Linear -> SparseLinear), ``quantize_`` (nn.Linear ->
 QLinear, SparseLinear -> SparseQLinear) and ``fuse_dwsep_`` (depthwise conv [+BN] + activation + 1x1 conv
 [+BN] [+activation] -> DWSeparableConv2d). Each returns the model, leaves layers
-it cannot convert untouched, and prints (``verbose=True``) one line naming what
+it cannot convert untouched (a layer with hooks is left alone, except the mask
+hooks of :mod:`effdl.prune`: a pruned layer converts with its zeros and loses its
+mask, as :func:`effdl.prune.make_permanent` would), and prints (``verbose=True``) one line naming what
 was converted and what was skipped and why; the full record is
 :data:`last_report`.
 """
@@ -21,6 +23,7 @@ from effdl.nn import DWSeparableConv2d, QLinear, SparseLinear, SparseQLinear
 from effdl.nn.dwsep import bn_unfoldable, dwsep_incompatibility
 from effdl.nn.qlinear import MODES
 from effdl.nn.sparse_qlinear import sparse_int8_incompatibility
+from effdl.prune import masks
 
 FilterFn = Callable[[nn.Module, str], bool]
 
@@ -57,6 +60,12 @@ def _has_hooks(mod: nn.Module) -> bool:
     return bool(mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks)
 
 
+def _has_foreign_hooks(mod: nn.Module) -> bool:
+    """Hooks other than effdl.prune's mask hooks, which a conversion applies and drops."""
+    pre = [h for h in mod._forward_pre_hooks.values() if not masks.is_mask_hook(h)]
+    return bool(mod._forward_hooks or pre or mod._backward_hooks)
+
+
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
@@ -71,10 +80,13 @@ def _swap_linears(model, action, make, why_not, filter_fn, verbose, kinds=(nn.Li
         if filter_fn is not None and not filter_fn(mod, name):
             report.skipped.append((name, "excluded by filter_fn"))
             continue
-        reason = "has hooks, which the new module would not carry" if _has_hooks(mod) else why_not(mod)
+        reason = "has hooks, which the new module would not carry" if _has_foreign_hooks(mod) else why_not(mod)
         if reason:
             report.skipped.append((name, reason))
             continue
+        if masks.has_mask(mod):
+            # a pruned layer (effdl.prune): its zeros are the weight the new module stores
+            masks.make_permanent(mod)
         new = make(mod)
         new.train(mod.training)
         _set_submodule(model, name, new)

@@ -137,6 +137,11 @@ def restore_masks(model: nn.Module, state_dict: Mapping[str, torch.Tensor], stri
     return model
 
 
+def is_mask_hook(hook: Any) -> bool:
+    """Whether ``hook`` is one the masks install (conversions may drop those with the mask)."""
+    return hook is _join_registry or hook is _reapply_after_load
+
+
 def _track(module: nn.Module) -> None:
     _masked_layers.add(module)
     if not _optimizer_hooks:
