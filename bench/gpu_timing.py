@@ -11,13 +11,14 @@ builders) the same code uses ``time.perf_counter``.
 
 from __future__ import annotations
 
-import gc
 import statistics
 import time
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from effdl.plan.timing import sample_round_robin
 
 from .harness import Budget, Candidate, Timing
 
@@ -45,13 +46,6 @@ class _Clock:
             self._end.synchronize()
             return self._start.elapsed_time(self._end) / 1e3
         return time.perf_counter() - self._t0
-
-
-def _quartiles(xs: list[float]) -> tuple[float, float, float]:
-    if len(xs) == 1:
-        return xs[0], xs[0], xs[0]
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return q[0], statistics.median(xs), q[2]
 
 
 def time_interleaved_device(candidates: Sequence[Candidate], budget: Budget, device: torch.device) -> list[Timing]:
@@ -88,27 +82,7 @@ def time_interleaved_device(candidates: Sequence[Candidate], budget: Budget, dev
         except Exception as exc:  # a candidate that breaks is reported, the others still run
             timings[c.name].error = f"{type(exc).__name__}: {exc}"[:300]
     live = [c for c in live if timings[c.name].error is None]
-    min_reps = max(3, min(budget.min_reps, int(budget.max_case_s / max(rep_s, 1e-9))))
-
-    samples: dict[str, list[float]] = {c.name: [] for c in live}
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        t_begin = time.perf_counter()
-        for rep in range(budget.max_reps):
-            for k in range(len(live)):
-                c = live[(rep + k) % len(live)]
-                n = per_sample[c.name]
-                samples[c.name].append(run(c, n) / n)
-            if rep + 1 >= min_reps and time.perf_counter() - t_begin >= budget.seconds:
-                break
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    for c in live:
-        xs = samples[c.name]
-        q1, med, q3 = _quartiles(xs)
-        timings[c.name] = Timing(c.name, med, q1, q3, min(xs), len(xs), per_sample[c.name], xs)
+    sample_round_robin(live, per_sample, run, budget, rep_s, timings)
     return [timings[c.name] for c in candidates]
 
 

@@ -122,6 +122,44 @@ def _quartiles(xs: list[float]) -> tuple[float, float, float]:
     return q[0], statistics.median(xs), q[2]
 
 
+def sample_round_robin(
+    live: Sequence[Candidate],
+    per_sample: dict[str, int],
+    run: Callable[[Candidate, int], float],
+    budget: Budget,
+    rep_s: float,
+    timings: dict[str, Timing],
+) -> None:
+    """The measurement after warm-up, shared by every timer of the repository.
+
+    Each repetition takes one sample (``run(c, per_sample[c])`` seconds for that
+    many calls) of every candidate in ``live``, starting one candidate further
+    each time, until ``budget`` is spent (at least ``min_reps``, fewer when a
+    repetition — ``rep_s`` estimated seconds — is long); the garbage collector is
+    off meanwhile. Fills ``timings[c.name]`` with the per-call median/IQR.
+    """
+    min_reps = max(3, min(budget.min_reps, int(budget.max_case_s / max(rep_s, 1e-9))))
+    samples: dict[str, list[float]] = {c.name: [] for c in live}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t_begin = time.perf_counter()
+        for rep in range(budget.max_reps):
+            for k in range(len(live)):
+                c = live[(rep + k) % len(live)]
+                n = per_sample[c.name]
+                samples[c.name].append(run(c, n) / n)
+            if rep + 1 >= min_reps and time.perf_counter() - t_begin >= budget.seconds:
+                break
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    for c in live:
+        xs = samples[c.name]
+        q1, med, q3 = _quartiles(xs)
+        timings[c.name] = Timing(c.name, med, q1, q3, min(xs), len(xs), per_sample[c.name], xs)
+
+
 def time_interleaved(candidates: Sequence[Candidate], budget: Budget) -> list[Timing]:
     """Median/IQR per call of every available candidate, sampled round-robin.
 
@@ -167,26 +205,5 @@ def time_interleaved(candidates: Sequence[Candidate], budget: Budget) -> list[Ti
         except Exception as exc:  # a peer that breaks is reported, the others still run
             timings[c.name].error = f"{type(exc).__name__}: {exc}"[:300]
     live = [c for c in live if timings[c.name].error is None]
-    min_reps = max(3, min(budget.min_reps, int(budget.max_case_s / max(rep_s, 1e-9))))
-
-    samples: dict[str, list[float]] = {c.name: [] for c in live}
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        t_begin = time.perf_counter()
-        for rep in range(budget.max_reps):
-            for k in range(len(live)):
-                c = live[(rep + k) % len(live)]
-                n = per_sample[c.name]
-                samples[c.name].append(run(c, n) / n)
-            if rep + 1 >= min_reps and time.perf_counter() - t_begin >= budget.seconds:
-                break
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-    for c in live:
-        xs = samples[c.name]
-        q1, med, q3 = _quartiles(xs)
-        timings[c.name] = Timing(c.name, med, q1, q3, min(xs), len(xs), per_sample[c.name], xs)
+    sample_round_robin(live, per_sample, run, budget, rep_s, timings)
     return [timings[c.name] for c in candidates]
