@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from effdl.convert import _set_submodule
 from effdl.nn import DWSeparableConv2d, QLinear, SparseLinear, SparseQLinear
 
 FORMAT = "effdl.saved_model"
@@ -149,12 +150,6 @@ def _layer_records(model: nn.Module, reference: nn.Module) -> list[dict]:
         records.append({"name": name, **spec})
         replaced.append(name)
     return records
-
-
-def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
 
 
 def _rebuild(architecture: dict, layers: list[dict], device: torch.device | str | None = None) -> nn.Module:
