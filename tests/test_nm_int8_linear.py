@@ -146,11 +146,11 @@ def test_wrapper_routes_and_matches_native():
     assert torch.equal(got, E.nm_int8_linear(q, q_scale, values_q, meta, n, m, w_scale, bias, None))
 
 
-def test_listed_as_cpu_only():
+def test_native_kernel_is_cpu_only_triton_covers_cuda():
     row = effdl.info()["ops"]["nm_int8_linear"]
     assert row["cpu"] == "yes" and row["reference"] == "yes"
     assert row["cuda"] == "no kernel (CPU only)"
-    assert "nm_int8_linear" in backends.CPU_ONLY_OPS
+    assert "nm_int8_linear" in backends.CPU_ONLY_OPS and "nm_int8_linear" in backends.TRITON_OPS
 
 
 def test_forced_cuda_backend_says_no_kernel():

@@ -16,7 +16,19 @@ import re
 
 import pytest
 import torch
-from samples import DTYPES, NM_CASES, int8, nm_pack, nm_weight, rand, sample_inputs, scales, strided
+from samples import (
+    DTYPES,
+    NM_CASES,
+    int8,
+    nm_int8_pack,
+    nm_int8_weight,
+    nm_pack,
+    nm_weight,
+    rand,
+    sample_inputs,
+    scales,
+    strided,
+)
 from test_errors import CASES
 from test_ops import DTYPE_IDS, TOL, assert_bitwise_equal, assert_close_rel, check_linear_output, f64
 
@@ -96,6 +108,19 @@ def test_int8_linear(device, dtype, index):
     out = T.int8_linear(q, q_scale, wq, w_scale, bias, out_dtype)
     check_linear_output(out, q, wq.shape[0], out_dtype or torch.float32)
     ref = reference.int8_linear(q, q_scale, wq, w_scale, bias, out_dtype)
+    if out.dtype == torch.float32:  # the reference's fp32 epilogue, up to an FMA's rounding
+        atol = 1e-6 * (float(ref.abs().max()) if ref.numel() else 0.0)
+        torch.testing.assert_close(out, ref, rtol=1e-6, atol=atol)
+    else:
+        assert_close_rel(out, ref, TOL[dtype])
+
+
+@pytest.mark.parametrize(("device", "dtype", "index"), list(_params("nm_int8_linear")))
+def test_nm_int8_linear(device, dtype, index):
+    q, q_scale, values_q, meta, n, m, w_scale, bias, out_dtype = _sample("nm_int8_linear", device, dtype, index)
+    out = T.nm_int8_linear(q, q_scale, values_q, meta, n, m, w_scale, bias, out_dtype)
+    check_linear_output(out, q, values_q.shape[0], out_dtype or torch.float32)
+    ref = reference.nm_int8_linear(q, q_scale, values_q, meta.contiguous(), n, m, w_scale, bias, out_dtype)
     if out.dtype == torch.float32:  # the reference's fp32 epilogue, up to an FMA's rounding
         atol = 1e-6 * (float(ref.abs().max()) if ref.numel() else 0.0)
         torch.testing.assert_close(out, ref, rtol=1e-6, atol=atol)
@@ -185,6 +210,17 @@ def test_int8_linear_exact_int32(device, M, K, N):
     """Unit scales, no bias: the exact integer product (below 2**24, exact in fp32)."""
     q, wq = int8(M, K, device=device), int8(N, K, device=device)
     out = T.int8_linear(q, torch.ones(M, device=device), wq, torch.ones(N, device=device))
+    assert torch.equal(out, reference.int8_matmul_exact(q, wq).float())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("n", "m", "M", "K", "N"), [(2, 4, 1, 24, 5), (2, 4, 0, 16, 4), (2, 4, 20, 72, 17), (3, 7, 5, 21, 3)])
+def test_nm_int8_linear_exact_int32(device, n, m, M, K, N):
+    """Unit scales, no bias: the exact integer product of q and the dense N:M weight."""
+    q, wq = int8(M, K, device=device), nm_int8_weight(N, K, n, m, device=device)
+    values_q, meta = nm_int8_pack(wq.cpu(), n, m)
+    out = T.nm_int8_linear(q, torch.ones(M, device=device), values_q.to(device), meta.to(device), n, m,
+                           torch.ones(N, device=device))
     assert torch.equal(out, reference.int8_matmul_exact(q, wq).float())
 
 
@@ -313,3 +349,6 @@ def test_meta_is_validated_in_every_n_m_kernel():
         T.nm_decompress(values, meta, 2, 4)
     with pytest.raises(RuntimeError, match=r"nm_linear: meta is not a valid 2:4 mask"):
         T.nm_linear(rand(5, 24), values, meta, 2, 4)
+    q = int8(5, 24)
+    with pytest.raises(RuntimeError, match=r"nm_int8_linear: meta is not a valid 2:4 mask"):
+        T.nm_int8_linear(q, torch.ones(5), values.round().clamp(-127, 127).to(torch.int8), meta, 2, 4, torch.ones(4))

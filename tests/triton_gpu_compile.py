@@ -17,12 +17,12 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.autotuner import Autotuner
 
-from effdl.triton import dwsep, int8, nm
+from effdl.triton import dwsep, int8, nm, nm_int8
 
 POINTER = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16", "fp64": "*fp64"}
 QUICK = {"nm_compress fp32", "nm_decompress fp16", "nm_linear fp16", "nm_linear fp32", "nm_linear fp64",
          "dwsep_conv2d bf16", "dwsep_conv2d fp64", "quantize_rows bf16", "int8_linear -> bf16",
-         "int8_weight_linear fp16", "nm meta validation"}
+         "int8_weight_linear fp16", "nm_int8_linear -> fp16", "nm meta validation"}
 
 
 def _variants():
@@ -47,6 +47,10 @@ def _variants():
         yield (f"int8_linear -> {dt}", int8._int8_linear_kernel,
                dict(q_ptr="*i8", q_scale_ptr="*fp32", wq_ptr="*i8", w_scale_ptr="*fp32", bias_ptr=p, y_ptr=p),
                dict(HAS_BIAS=True, **int8._int8_linear_kernel.configs[-1].kwargs))
+        yield (f"nm_int8_linear -> {dt}", nm_int8._nm_int8_linear_kernel,
+               dict(q_ptr="*i8", q_scale_ptr="*fp32", values_ptr="*i8", meta_ptr="*u8", w_scale_ptr="*fp32",
+                    bias_ptr=p, y_ptr=p),
+               dict(HAS_BIAS=True, **nm_int8._nm_int8_linear_kernel.configs[-1].kwargs))
         yield (f"int8_weight_linear {dt}", int8._int8_weight_linear_kernel,
                dict(x_ptr=p, wq_ptr="*i8", w_scale_ptr="*fp32", bias_ptr=p, y_ptr=p),
                dict(HAS_BIAS=True, **int8._int8_weight_linear_kernel.configs[0].kwargs))

@@ -34,8 +34,8 @@ OPS = (
     "int8_weight_linear",
     "dwsep_conv2d",
 )
-# the ops with a kernel in effdl.triton: all but the sparse-int8 one, which has none yet
-TRITON_OPS = tuple(op for op in OPS if op != "nm_int8_linear")
+# the ops with a kernel in effdl.triton: every one
+TRITON_OPS = OPS
 # ops whose native kernels exist for the CPU only: on a GPU "auto" takes the reference
 CPU_ONLY_OPS = frozenset({"nm_int8_linear"})
 

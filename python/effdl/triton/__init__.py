@@ -21,6 +21,7 @@ from effdl.triton._runtime import INTERPRETED
 from effdl.triton.dwsep import dwsep_conv2d
 from effdl.triton.int8 import int8_linear, int8_weight_linear, quantize_rows
 from effdl.triton.nm import nm_compress, nm_decompress, nm_linear
+from effdl.triton.nm_int8 import nm_int8_linear
 
 __all__ = [
     "INTERPRETED",
@@ -29,6 +30,7 @@ __all__ = [
     "int8_weight_linear",
     "nm_compress",
     "nm_decompress",
+    "nm_int8_linear",
     "nm_linear",
     "quantize_rows",
 ]
