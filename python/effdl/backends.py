@@ -36,7 +36,7 @@ OPS = (
 )
 # the ops with a kernel in effdl.triton: every one
 TRITON_OPS = OPS
-# ops whose native kernels exist for the CPU only: on a GPU "auto" takes the reference
+# ops whose native kernels exist for the CPU only: on a GPU "auto" takes Triton (else the reference)
 CPU_ONLY_OPS = frozenset({"nm_int8_linear"})
 
 _backend = "auto"

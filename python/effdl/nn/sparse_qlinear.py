@@ -46,8 +46,8 @@ class SparseQLinear(nn.Module):
 
     Input ``[*, in_features]`` float32/bfloat16/float16 (weight-only also float64);
     output ``[*, out_features]`` in the input's dtype. ``in_features`` must be a
-    multiple of ``m``. The N:M kernel is CPU-only for now: on CUDA tensors the
-    ``"auto"`` backend runs the pure-PyTorch reference, with a warning.
+    multiple of ``m``. The N:M int8 kernel is native on the CPU; on CUDA tensors the
+    ``"auto"`` backend runs its Triton kernel (no hand-written CUDA kernel yet).
     """
 
     def __init__(
