@@ -113,11 +113,36 @@ def _measure_ceilings(llc: int, budget: Budget, quick: bool) -> dict:
 
 def _ceilings(runs: list[dict]) -> dict:
     """The best copy and GEMM rates over ``runs`` (a ceiling is what the machine can do), plus all runs."""
+    kinds = {k for r in runs for k in r.get("peaks", {})}
     return {
         "copy": max((r["copy"] for r in runs), key=lambda c: c["GBps"]),
         "gemm": max((r["gemm"] for r in runs), key=lambda c: c["GFLOPs"]),
+        "peaks": {k: max((r["peaks"][k] for r in runs if k in r.get("peaks", {})), key=lambda c: c["GOPs"])
+                  for k in sorted(kinds)},
         "measurements": runs,
     }
+
+
+def _describe_ceilings(ceilings: dict) -> str:
+    peaks = ", ".join(f"{k} {v['GOPs']:.0f} GOP/s" for k, v in ceilings.get("peaks", {}).items())
+    return (f"stream copy {ceilings['copy']['GBps']:.1f} GB/s (read+write), MKL fp32 GEMM "
+            f"{ceilings['gemm']['GFLOPs']:.1f} GFLOP/s (F.linear 2048^3)" + (f"; peaks {peaks}" if peaks else ""))
+
+
+def compute_peak(case: Case, ceilings: dict) -> tuple[str, float]:
+    """The compute ceiling (name, GOP/s) of a case's kernel: the int8 dot peak for the
+    W8A8 ops, the bf16 dot peak for bf16 float ops, else the fp32 FMA peak (int8
+    weight-only dequantizes to fp32); the MKL fp32 GEMM rate where no peak was measured."""
+    peaks = ceilings.get("peaks", {})
+    if case.op in ("int8_linear", "nm_int8_linear"):
+        kind = "int8_dot"
+    elif case.params.get("dtype") == "bfloat16":
+        kind = "bf16_dot"
+    else:
+        kind = "fp32_fma"
+    if kind in peaks:
+        return kind, peaks[kind]["GOPs"]
+    return "gemm", ceilings["gemm"]["GFLOPs"]
 
 
 def _derive(r: dict, case: Case, ceilings: dict) -> None:
@@ -126,12 +151,16 @@ def _derive(r: dict, case: Case, ceilings: dict) -> None:
     if not med:
         return
     t = med / 1e3
-    peak, bw = ceilings["gemm"]["GFLOPs"], ceilings["copy"]["GBps"]
+    peak_name, peak = compute_peak(case, ceilings)
+    bw = ceilings["copy"]["GBps"]
     work = case.work_flops / t / 1e9 if case.work_flops else 0.0
     gbps = case.bytes / t / 1e9
     r["effdl"] = {
         "GFLOPs": case.flops / t / 1e9 if case.flops else None,
         "GBps": gbps,
+        "pct_of_peak": 100 * work / peak,
+        "peak": peak_name,
+        "pct_of_copy": 100 * gbps / bw,
         "pct_of_ceiling": 100 * max(work / peak, gbps / bw),
     }
 
@@ -215,7 +244,7 @@ def _tables(results: list[dict]) -> str:
         headers = ["op", "case", "effdl ms (IQR)"]
         for p in peers:
             headers += [f"{SHORT.get(p, p)} ms", f"{SHORT.get(p, p)} x"]
-        headers += ["GFLOP/s", "GB/s", "%ceil", "bg", "check"]
+        headers += ["GFLOP/s", "GB/s", "%peak", "%copy", "bg", "check"]
         rows = []
         for r in rows_in:
             if r.get("error"):
@@ -239,7 +268,8 @@ def _tables(results: list[dict]) -> str:
             row += [
                 "-" if not eff.get("GFLOPs") else f"{eff['GFLOPs']:.1f}",
                 "-" if not eff else f"{eff['GBps']:.1f}",
-                "-" if not eff else f"{eff['pct_of_ceiling']:.0f}%",
+                "-" if not eff or "pct_of_peak" not in eff else f"{eff['pct_of_peak']:.0f}%",
+                "-" if not eff or "pct_of_copy" not in eff else f"{eff['pct_of_copy']:.0f}%",
                 "-" if r["foreign_load_cores"] is None else f"{r['foreign_load_cores']:.1f}",
                 "ok" if r["check"]["ok"] else f"BAD {r['check']['rel_err'].get('effdl', float('nan')):.1e}",
             ]
@@ -306,11 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     ceilings = _ceilings([_measure_ceilings(llc, cbudget, args.quick)])
-    print(
-        f"# ceilings: copy {ceilings['copy']['GBps']:.1f} GB/s, MKL fp32 GEMM "
-        f"{ceilings['gemm']['GFLOPs']:.1f} GFLOP/s",
-        file=sys.stderr,
-    )
+    print(f"# ceilings: {_describe_ceilings(ceilings)}", file=sys.stderr)
 
     results = []
     for i, case in enumerate(case_list):
@@ -369,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
             "noise": f"full runs re-time cases with foreign_load_cores > {NOISY_BG} (up to {MAX_ATTEMPTS} attempts, "
             f"until {RETRY_UNTIL_S:.0f} s) and keep the quietest; ceilings = best of the start and end measurements",
             "GFLOPs": "dense-equivalent 2*M*N*K (nm_linear: the dense matmul it replaces)",
-            "pct_of_ceiling": "max(work_flops/s / MKL fp32 GEMM, bytes/s / copy bandwidth)",
+            "pct_of_ceiling": "max(pct_of_peak, pct_of_copy): work_flops/s over the compute peak of the kernel's "
+            "instructions (int8 dot for W8A8, bf16 dot for bf16, else fp32 FMA; register-only loops), "
+            "bytes/s over the copy bandwidth",
         },
         "ceilings": ceilings,
         "cases": results,
@@ -380,12 +408,10 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{machine['cpu_model']} | {machine['cores']} cores | {threads} threads | torch {torch.__version__} | "
         f"effdl {effdl.__version__} ({machine['effdl'].get('cpu_kernel_isa')}) | {today}"
     )
+    print(f"ceilings: {_describe_ceilings(ceilings)}")
     print(
-        f"ceilings: stream copy {ceilings['copy']['GBps']:.1f} GB/s (read+write), "
-        f"MKL fp32 GEMM {ceilings['gemm']['GFLOPs']:.1f} GFLOP/s (F.linear 2048^3)"
-    )
-    print(
-        "ratio x = peer_time / effdl_time (>1: effdl faster); GFLOP/s, GB/s, %ceil are effdl's; "
+        "ratio x = peer_time / effdl_time (>1: effdl faster); GFLOP/s, GB/s, %peak (of the compute peak of "
+        "its instructions, on the work it does), %copy (of the copy bandwidth) are effdl's; "
         "bg = cores busy with other processes during the case\n"
     )
     print(tables)

@@ -180,9 +180,30 @@ class ForeignLoad:
 # ---------------------------------------------------------------- ceilings
 
 
+PEAK_KINDS = {
+    "fp32_fma": "fp32 FMA peak (register-only vfmadd loop, every thread)",
+    "int8_dot": "int8 dot peak (register-only vpdpbusd loop, or vpmaddubsw+vpmaddwd without VNNI)",
+    "bf16_dot": "bf16 dot peak (register-only vdpbf16ps loop; AVX512-BF16 only)",
+}
+
+
+def measure_peaks(seconds: float) -> dict:
+    """The compute ceilings of the cores torch uses (ops/s; a multiply-add is 2), from
+    register-only loops in ``effdl._C`` at the CPU kernel level in use; kinds the level
+    has no instruction for are left out."""
+    from effdl import _ext
+
+    out = {}
+    for kind, label in PEAK_KINDS.items():
+        rate = _ext.cpu_peak_rate(kind, seconds)
+        if rate is not None:
+            out[kind] = {"label": label, "GOPs": rate / 1e9}
+    return out
+
+
 def measure_ceilings(llc: int, budget: Budget, quick: bool) -> dict:
-    """Streaming-copy bandwidth and the MKL fp32 GEMM rate, measured here and now."""
-    out: dict = {}
+    """Streaming-copy bandwidth, the MKL fp32 GEMM rate and the instruction peaks, measured here and now."""
+    out: dict = {"peaks": measure_peaks(0.05 if quick else 0.3)}
     with torch.inference_mode():
         # copy: two buffers each >= 4x the LLC; bytes moved = read + write
         nbytes = max(8 * llc, 256 * MiB) if not quick else max(4 * llc, 128 * MiB)

@@ -5,6 +5,7 @@
 
 #include "core/isa.h"
 #include "cpu/kernels.h"
+#include "cpu/peak_rate.h"
 
 #ifndef EFFDL_CUDA_ARCHS
 #define EFFDL_CUDA_ARCHS ""
@@ -83,4 +84,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("build_info", &build_info, "How this extension was built.");
   m.def("cpu_features", &cpu_features, "Instruction-set extensions of this CPU.");
   m.def("cpu_isa", &cpu_isa, "The CPU kernel level in use and how it was chosen.");
+  m.def("cpu_peak_rate", &effdl::cpu_peak_rate, pybind11::arg("kind"), pybind11::arg("seconds") = 0.2,
+        "Measured peak operations/s of 'fp32_fma', 'int8_dot' or 'bf16_dot' over torch's threads "
+        "at the CPU kernel level in use; None where that level lacks the instruction.");
 }

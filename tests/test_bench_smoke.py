@@ -23,3 +23,7 @@ def test_bench_quick_nm_linear(tmp_path: Path):
     assert cases and all(c["check"]["ok"] for c in cases)
     assert all(c["candidates"]["effdl"]["median_ms"] > 0 for c in cases)
     assert result["ceilings"]["copy"]["GBps"] > 0
+    peaks = result["ceilings"]["peaks"]
+    if result["machine"]["effdl"]["cpu_kernel_isa"] not in (None, "portable"):
+        assert peaks["fp32_fma"]["GOPs"] > 0 and peaks["int8_dot"]["GOPs"] > 0
+    assert all(0 < c["effdl"]["pct_of_copy"] and 0 <= c["effdl"]["pct_of_peak"] for c in cases)

@@ -42,3 +42,11 @@ def cpu_isa() -> dict:
     if C is None:  # no native kernels at all: info() reports that under "native"
         return {"isa": None, "forced": False, "requested": "", "error": None, "available": []}
     return dict(C.cpu_isa())
+
+
+def cpu_peak_rate(kind: str, seconds: float = 0.2) -> float | None:
+    """Measured peak operations/s (a multiply-add is 2) of ``kind`` — ``"fp32_fma"``,
+    ``"int8_dot"`` or ``"bf16_dot"`` — summed over ``torch.get_num_threads()`` threads,
+    each running a register-only loop for about ``seconds`` at the CPU kernel level in
+    use. None where that level has no instruction for it, or without the extension."""
+    return None if C is None else C.cpu_peak_rate(kind, seconds)
