@@ -148,6 +148,37 @@ def test_auto_on_cuda_prefers_validated_native_then_triton(monkeypatch, cuda_bui
         assert backends.select("nm_linear", torch.device("cuda")) == expected
 
 
+@pytest.mark.parametrize(
+    ("cuda_built", "validated_here", "triton", "expected"),
+    [
+        (True, True, True, "auto -> native cuda"),
+        (True, False, True, "auto -> triton"),
+        (True, False, False, "auto -> reference (its CUDA kernel is not validated on sm_90"),
+    ],
+)
+def test_describe_names_the_kernel_a_module_runs(monkeypatch, recwarn, cuda_built, validated_here, triton, expected):
+    """What the modules' repr shows: the resolved choice, without warning or raising."""
+    monkeypatch.setattr(backends, "cuda_arch", lambda device: "sm_90")
+    monkeypatch.setattr(backends, "native_built", lambda kind: kind == "cpu" or cuda_built)
+    monkeypatch.setattr(backends, "validated", lambda: {"nm_linear": ["sm_90"] if validated_here else []})
+    monkeypatch.setattr(backends, "triton_installed", lambda: triton)
+    monkeypatch.setattr(backends, "_warned", set())
+    assert backends.describe("nm_linear", "cuda").startswith(expected)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_describe_on_cpu_and_forced_backends():
+    assert backends.describe("int8_linear", "cpu") == "auto -> native cpu"
+    effdl.set_backend("cuda")
+    assert backends.describe("int8_linear", "cpu").startswith("cuda (forced) -> unusable here: ")
+    effdl.set_backend("reference")
+    assert backends.describe("int8_linear", "cpu") == "reference (forced)"
+    module = effdl.nn.QLinear.from_float(torch.nn.Linear(8, 4))
+    assert "backend=reference (forced)" in repr(module)
+    effdl.set_backend("auto")
+    assert "backend=auto -> native cpu" in repr(module)
+
+
 def test_forced_cuda_backend_on_cpu_tensor_raises():
     effdl.set_backend("cuda")
     with pytest.raises(RuntimeError, match=r"backend 'cuda' is forced but the input is on cpu"):

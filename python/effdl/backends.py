@@ -116,16 +116,16 @@ def _warn_once(op: str, why: str) -> None:
         warnings.warn(f"effdl.{op}: using the pure-PyTorch reference ({why})", RuntimeWarning, stacklevel=4)
 
 
-def select(op: str, device: torch.device) -> str:
-    """``"native"``, ``"triton"`` or ``"reference"`` for ``op`` on ``device`` under the backend in force."""
+def _resolve(op: str, device: torch.device) -> tuple[str, str | None]:
+    """``select``'s choice and, when ``auto`` falls back to the reference, why (no warning here)."""
     if device.type == "meta" and _ext.available():
-        return "native"  # shapes only: the registered fake answers
+        return "native", None  # shapes only: the registered fake answers
     backend = get_backend()
     if backend == "reference":
-        return "reference"
+        return "reference", None
     if backend == "triton":
         _check_triton(op, device)
-        return "triton"
+        return "triton", None
     if backend in ("cpu", "cuda"):
         if device.type != backend:
             raise RuntimeError(f"effdl.{op}: backend {backend!r} is forced but the input is on {device}")
@@ -134,14 +134,14 @@ def select(op: str, device: torch.device) -> str:
                                "use the 'auto' or 'reference' backend on CUDA tensors")
         if not native_built(backend):
             raise RuntimeError(f"effdl.{op}: backend {backend!r} is forced but effdl._C has no {backend} kernels ({describe_build()})")
-        return "native"
+        return "native", None
     # auto
     if device.type == "cuda":
         arch = cuda_arch(device)
         if native_built("cuda") and arch in validated().get(op, []):
-            return "native"
+            return "native", None
         if op in TRITON_OPS and triton_installed():
-            return "triton"
+            return "triton", None
         if op in CPU_ONLY_OPS:
             native = "it has no CUDA kernel yet"
         elif native_built("cuda"):
@@ -149,12 +149,37 @@ def select(op: str, device: torch.device) -> str:
         else:
             native = f"no native cuda kernel: {describe_build()}"
         triton = "triton is not installed" if op in TRITON_OPS else "it has no Triton kernel"
-        _warn_once(op, f"{native}, and {triton}")
-        return "reference"
+        return "reference", f"{native}, and {triton}"
     if not native_built(device.type):
-        _warn_once(op, f"no native {device.type} kernel: {describe_build()}")
-        return "reference"
-    return "native"
+        return "reference", f"no native {device.type} kernel: {describe_build()}"
+    return "native", None
+
+
+def select(op: str, device: torch.device) -> str:
+    """``"native"``, ``"triton"`` or ``"reference"`` for ``op`` on ``device`` under the backend in force."""
+    choice, why = _resolve(op, device)
+    if why is not None:
+        _warn_once(op, why)
+    return choice
+
+
+def describe(op: str, device: torch.device | str) -> str:
+    """The kernel ``op`` runs on ``device`` under the backend in force, in words, for the
+    modules' ``repr``: e.g. ``"auto -> native cpu"``, ``"auto -> triton"``,
+    ``"cuda (forced) -> native cuda"``, ``"auto -> reference (why)"``. Never raises
+    or warns: a forced backend that cannot run here says so."""
+    device = torch.device(device)
+    backend = get_backend()
+    if backend == "reference":
+        return "reference (forced)"
+    head = "auto" if backend == "auto" else f"{backend} (forced)"
+    try:
+        choice, why = _resolve(op, device)
+    except RuntimeError as exc:
+        return f"{head} -> unusable here: {exc}"
+    if choice == "native":
+        return f"{head} -> native {device.type}"
+    return f"{head} -> {choice}" + (f" ({why})" if why else "")
 
 
 def describe_build() -> str:

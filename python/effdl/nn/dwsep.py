@@ -140,7 +140,7 @@ class DWSeparableConv2d(nn.Module):
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, dilation={self.dilation}, dw_activation={self.dw_activation}, "
-            f"pw_activation={self.pw_activation}, bias={self.dw_bias is not None}, backend={backends.get_backend()}"
+            f"pw_activation={self.pw_activation}, bias={self.dw_bias is not None}, backend={backends.describe('dwsep_conv2d', self.pw_weight.device)}"
         )
 
 

@@ -98,7 +98,8 @@ class QLinear(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
+        op = "int8_linear" if self.mode == "dynamic" else "int8_weight_linear"
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
-            f"mode={self.mode}, weight=int8 per-channel, backend={backends.get_backend()}"
+            f"mode={self.mode}, weight=int8 per-channel, backend={backends.describe(op, self.wq.device)}"
         )

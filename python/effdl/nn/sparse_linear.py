@@ -106,7 +106,7 @@ class SparseLinear(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
-        kernel = backends.get_backend()
+        kernel = backends.describe("nm_linear", self.values.device)
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
             f"sparsity={self.n}:{self.m}, dtype={self.values.dtype}, backend={kernel}"

@@ -178,9 +178,10 @@ class SparseQLinear(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
+        op = "nm_int8_linear" if self.mode == "dynamic" else "nm_linear"
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
-            f"sparsity={self.n}:{self.m}, mode={self.mode}, weight=int8 per-channel, backend={backends.get_backend()}"
+            f"sparsity={self.n}:{self.m}, mode={self.mode}, weight=int8 per-channel, backend={backends.describe(op, self.values_q.device)}"
         )
 
 
