@@ -3,8 +3,12 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 namespace effdl::gpu {
@@ -20,5 +24,24 @@ inline at::Tensor failure_flag(const at::Tensor& like) {
 // Waits for the kernels on the current stream (a host sync) and returns the
 // first failing index, or kNoFailure.
 inline int64_t first_failure(const at::Tensor& flag) { return flag.item<int64_t>(); }
+
+// Whether t's device may run the tensor-core kernels: sm_80 or newer, and not
+// switched off with EFFDL_CUDA_TENSOR_CORES=0 (which keeps the simple kernels,
+// e.g. to compare both on one GPU).
+inline bool tensor_cores_usable(const at::Tensor& t) {
+  const char* env = std::getenv("EFFDL_CUDA_TENSOR_CORES");
+  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+  return at::cuda::getDeviceProperties(t.device().index())->major >= 8;
+}
+
+inline bool aligned_to(const at::Tensor& t, uintptr_t bytes) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % bytes == 0;
+}
+
+// Grid of a tile kernel: x over n_tiles column tiles, y over row tiles (the
+// kernels loop over row tiles past the 65535 limit of gridDim.y).
+inline dim3 tile_grid(int64_t n_tiles, int64_t m_tiles) {
+  return dim3(unsigned(n_tiles), unsigned(std::min<int64_t>(std::max<int64_t>(m_tiles, 1), 65535)));
+}
 
 }  // namespace effdl::gpu

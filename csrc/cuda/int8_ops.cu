@@ -8,10 +8,27 @@
 #include "../checks.h"
 #include "../dispatch.h"
 #include "glue.h"
+#include "int8_gemv_kernel.cuh"
 #include "int8_kernels.cuh"
+#include "int8_tc_kernels.cuh"
 
 namespace effdl {
 namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The int8 tensor-core kernel needs K % 16 == 0 (whole 16-byte chunks, zero
+// filled past K), 16-byte aligned q and wq, and sm_80+.
+bool int8_tensor_core_path(const at::Tensor& q2, const at::Tensor& wq, int64_t K) {
+  return K > 0 && K % 16 == 0 && gpu::aligned_to(q2, 16) && gpu::aligned_to(wq, 16) &&
+         gpu::tensor_cores_usable(wq);
+}
+
+// The weight-only GEMV kernel: M <= 16 rows, K % 16 == 0 (16-byte weight
+// chunks), 16-byte aligned x (fp32) and wq. Any arch.
+bool int8_gemv_path(const at::Tensor& x2, const at::Tensor& wq, int64_t M, int64_t K) {
+  return M <= gpu::kGemvMaxM && K > 0 && K % 16 == 0 && gpu::aligned_to(x2, 16) && gpu::aligned_to(wq, 16);
+}
 
 std::tuple<at::Tensor, at::Tensor> quantize_rows_cuda(const at::Tensor& x) {
   check_quantize_rows(x);
@@ -54,6 +71,14 @@ at::Tensor int8_linear_cuda(const at::Tensor& q, const at::Tensor& q_scale, cons
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   dispatch_act_float(out_t, "int8_linear", [&](auto tag) {
     using Out = gpu::device_t<typename decltype(tag)::type>;
+    if (int8_tensor_core_path(q2, wq, K)) {
+      gpu::int8_linear_tc_kernel<Out>
+          <<<gpu::tile_grid(ceil_div(N, mma::kTileN), ceil_div(M, mma::kTileM)), mma::kTileThreads, 0, stream>>>(
+              q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
+              b32.defined() ? b32.data_ptr<float>() : nullptr, M, N, K, data_as<Out>(y));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
+    }
     gpu::int8_linear_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
         q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
         b32.defined() ? b32.data_ptr<float>() : nullptr, M, N, K, data_as<Out>(y));
@@ -77,6 +102,15 @@ at::Tensor int8_weight_linear_cuda(const at::Tensor& x, const at::Tensor& wq_in,
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   dispatch_act_float(x.scalar_type(), "int8_weight_linear", [&](auto tag) {
     using Out = gpu::device_t<typename decltype(tag)::type>;
+    if (int8_gemv_path(x2, wq, M, K)) {
+      const int64_t warps = ceil_div(N, gpu::kGemvRows);
+      gpu::int8_weight_gemv_kernel<Out>
+          <<<gpu::grid_for(warps, gpu::kGemvWarps), gpu::kGemvWarps * 32, 0, stream>>>(
+              x2.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
+              b32.defined() ? b32.data_ptr<float>() : nullptr, int(M), N, K, data_as<Out>(y));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
+    }
     gpu::int8_weight_linear_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
         x2.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
         b32.defined() ? b32.data_ptr<float>() : nullptr, M, N, K, data_as<Out>(y));

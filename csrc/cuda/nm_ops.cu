@@ -11,6 +11,7 @@
 #include "../dispatch.h"
 #include "glue.h"
 #include "nm_kernels.cuh"
+#include "nm_tc_kernels.cuh"
 
 namespace effdl {
 namespace {
@@ -76,6 +77,17 @@ at::Tensor nm_decompress_cuda(const at::Tensor& values_in, const at::Tensor& met
   return w;
 }
 
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The sparse tensor-core kernel covers 2:4 fp16/bf16 with K a positive multiple
+// of 64 (its K block) and 16-byte aligned x and values (8-byte aligned meta),
+// on sm_80+; everything else keeps the simple kernel.
+bool nm24_tensor_core_path(const at::Tensor& x2, const at::Tensor& values, const at::Tensor& meta, int64_t n,
+                           int64_t m, int64_t K, int64_t N) {
+  return n == 2 && m == 4 && K >= mma::kNmBK && K % mma::kNmBK == 0 && gpu::aligned_to(x2, 16) &&
+         gpu::aligned_to(values, 16) && gpu::aligned_to(meta, 8) && gpu::tensor_cores_usable(values);
+}
+
 at::Tensor nm_linear_cuda(const at::Tensor& x, const at::Tensor& values_in,
                           const at::Tensor& meta_in, int64_t n, int64_t m,
                           const c10::optional<at::Tensor>& bias_in) {
@@ -99,6 +111,16 @@ at::Tensor nm_linear_cuda(const at::Tensor& x, const at::Tensor& values_in,
   }
   dispatch_float(values.scalar_type(), "nm_linear", [&](auto tag) {
     using T = gpu::device_t<typename decltype(tag)::type>;
+    if constexpr (sizeof(T) == 2) {  // fp16, bf16: 2:4 on sparse tensor cores where the shape allows
+      if (nm24_tensor_core_path(x2, values, meta, n, m, K, N)) {
+        gpu::nm24_linear_tc_kernel<T>
+            <<<gpu::tile_grid(ceil_div(N, mma::kTileM), ceil_div(M, mma::kTileN)), mma::kTileThreads, 0,
+               stream>>>(data_as<T>(x2), data_as<T>(values), meta.data_ptr<uint8_t>(),
+                         bias.defined() ? data_as<T>(bias) : nullptr, M, N, K, data_as<T>(y));
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        return;
+      }
+    }
     gpu::nm_linear_kernel<T><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
         data_as<T>(x2), data_as<T>(values), meta.data_ptr<uint8_t>(),
         bias.defined() ? data_as<T>(bias) : nullptr, M, N, K, meta_bytes, int(n), int(m),
