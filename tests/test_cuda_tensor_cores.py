@@ -1,0 +1,274 @@
+"""The CUDA tensor-core and GEMV kernels (csrc/cuda/*_tc_kernels.cuh, int8_gemv_kernel.cuh) on a GPU.
+
+Each kernel covers part of its op (the glue keeps the simple kernels for the rest):
+- ``nm_linear``: 2:4, fp16/bf16, ``K % 64 == 0``, 16-byte aligned ``x`` and ``values`` (sm_80+);
+- ``int8_linear``: ``K % 16 == 0``, 16-byte aligned ``q`` and ``wq`` (sm_80+);
+- ``int8_weight_linear``: ``M <= 16``, ``K % 16 == 0``, 16-byte aligned ``x`` and ``wq``.
+The sizes below hit those paths with ragged ``M``/``N`` (tails of the 64 x 64 blocks and of the
+16 x 8 mma tiles), several K blocks, the K bound of int32, and, just outside each condition, the
+fallback. Small-integer data make the float products exact, so a misplaced fragment element shows
+as an exact mismatch instead of hiding in a tolerance. ``EFFDL_CUDA_TENSOR_CORES=0`` switches the
+tensor-core kernels off, which gives a second opinion on the same GPU.
+
+The index maps of the tensor-core kernels are also checked on the CPU (tests/native/test_mma_layout.cpp).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from samples import int8, nm_pack, nm_weight, rand, scales
+
+from effdl import reference
+
+pytestmark = pytest.mark.cuda
+
+E = torch.ops.effdl
+DEV = "cuda"
+HALF = [pytest.param(torch.bfloat16, id="bf16"), pytest.param(torch.float16, id="f16")]
+
+
+def w8_oracle(x, wq, ws, bias=None) -> torch.Tensor:
+    """fp64 oracle of int8_weight_linear (the op itself takes no fp64 activations)."""
+    ref = x.double() @ (wq.double() * ws.double()[:, None]).t()
+    return ref if bias is None else ref + bias.double()
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out, ref = out.double(), ref.double()
+    denom = ref.norm().item()
+    return (out - ref).norm().item() / (denom if denom > 0 else 1.0)
+
+
+def small_ints(*shape: int, lo: int = -2, hi: int = 2, dtype=torch.float32) -> torch.Tensor:
+    return torch.randint(lo, hi + 1, shape, device=DEV).to(dtype)
+
+
+def misaligned(t: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy of ``t`` whose data pointer is one element past a 16-byte boundary."""
+    flat = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)
+    out = flat[1:].view(t.shape)
+    out.copy_(t)
+    assert out.is_contiguous() and out.data_ptr() % 16 != 0
+    return out
+
+
+@pytest.fixture
+def simple_kernels(monkeypatch):
+    """Within the test, the glue keeps the simple CUDA kernels."""
+    monkeypatch.setenv("EFFDL_CUDA_TENSOR_CORES", "0")
+
+
+# ---------------------------------------------------------------- nm_linear 2:4 (mma.sp)
+
+NM_TC_SHAPES = [(1, 16, 64), (8, 64, 64), (70, 72, 128), (3, 130, 192), (129, 65, 64), (300, 256, 1024)]
+
+
+def sparse24_ints(N: int, K: int, dtype: torch.dtype) -> torch.Tensor:
+    """A 2:4 weight of small integers; some groups keep fewer than two nonzeros."""
+    w = small_ints(N, K, lo=-2, hi=2)
+    w = torch.where(w == 0, torch.ones_like(w), w)
+    scores = torch.rand(N, K // 4, 4, device=DEV)
+    top = scores.topk(2, dim=-1).indices
+    keep = torch.zeros(N, K // 4, 4, dtype=torch.bool, device=DEV).scatter_(-1, top, True).view(N, K)
+    drop = torch.rand(N, K, device=DEV) < 0.2
+    return torch.where(keep & ~drop, w, torch.zeros_like(w)).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize(("M", "N", "K"), NM_TC_SHAPES)
+@pytest.mark.parametrize("with_bias", [False, True], ids=["nobias", "bias"])
+def test_nm_linear_2_4_exact_on_small_integers(M, N, K, dtype, with_bias):
+    """|y| <= 4 K / 2 + 2 stays an integer that fp16 and bf16 hold exactly (K <= 128), so y must equal
+    the reference; for larger K the fp32 sums are exact and only the output rounding differs."""
+    w = sparse24_ints(N, K, dtype)
+    x = small_ints(M, K, dtype=dtype)
+    values, meta = nm_pack(w, 2, 4)
+    bias = small_ints(N, dtype=dtype) if with_bias else None
+    y = E.nm_linear(x, values, meta, 2, 4, bias)
+    exact = x.double() @ w.double().t() + (bias.double() if with_bias else 0.0)
+    assert y.shape == (M, N) and y.dtype == dtype
+    if K <= 128:
+        assert torch.equal(y.double(), exact)
+    else:
+        assert torch.equal(y, exact.to(dtype))  # one rounding of an exact fp32 sum
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize(
+    ("M", "N", "K"), [(1, 4096, 4096), (16, 1024, 4096), (512, 384, 768), (77, 200, 3072)]
+)
+def test_nm_linear_2_4_random(M, N, K, dtype):
+    w = nm_weight(N, K, 2, 4, dtype=dtype, device=DEV)
+    values, meta = nm_pack(w, 2, 4)
+    x = rand(M, K, dtype=dtype, device=DEV)
+    bias = rand(N, dtype=dtype, device=DEV)
+    y = E.nm_linear(x, values, meta, 2, 4, bias)
+    ref = reference.nm_linear(x.double(), values.double(), meta, 2, 4, bias.double())
+    assert not y.isnan().any()
+    assert rel_err(y, ref) <= 1e-2
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_nm_linear_2_4_batch_dims_and_strided_x(dtype):
+    K, N = 256, 96
+    w = nm_weight(N, K, 2, 4, dtype=dtype, device=DEV)
+    values, meta = nm_pack(w, 2, 4)
+    x = rand(2, 3, 2 * K, dtype=dtype, device=DEV)[..., ::2]  # non-contiguous: the glue copies it
+    y = E.nm_linear(x, values, meta, 2, 4)
+    ref = reference.nm_linear(x.double(), values.double(), meta, 2, 4)
+    assert y.shape == (2, 3, N)
+    assert rel_err(y, ref) <= 1e-2
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize(
+    "case", ["k_not_multiple_of_64", "misaligned_x", "misaligned_values", "pattern_2_8", "pattern_1_4"]
+)
+def test_nm_linear_fallback_paths(case, dtype):
+    """Just outside the tensor-core conditions: the simple kernel answers, equally right."""
+    n, m, K, N, M = 2, 4, 128, 40, 9
+    if case == "k_not_multiple_of_64":
+        K = 96
+    elif case == "pattern_2_8":
+        n, m = 2, 8
+    elif case == "pattern_1_4":
+        n, m = 1, 4
+    w = sparse24_ints(N, K, dtype) if (n, m) == (2, 4) else nm_weight(N, K, n, m, dtype=dtype, device=DEV)
+    values, meta = nm_pack(w, n, m)
+    x = small_ints(M, K, dtype=dtype)
+    if case == "misaligned_x":
+        x = misaligned(x)
+    if case == "misaligned_values":
+        values = misaligned(values)
+    y = E.nm_linear(x, values, meta, n, m)
+    ref = reference.nm_linear(x.double(), values.double(), meta, n, m)
+    assert rel_err(y, ref) <= 1e-2
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_nm_linear_tensor_cores_agree_with_simple_kernel(dtype, monkeypatch):
+    K, N, M = 512, 200, 33
+    w = nm_weight(N, K, 2, 4, dtype=dtype, device=DEV)
+    values, meta = nm_pack(w, 2, 4)
+    x = rand(M, K, dtype=dtype, device=DEV)
+    fast = E.nm_linear(x, values, meta, 2, 4)
+    monkeypatch.setenv("EFFDL_CUDA_TENSOR_CORES", "0")
+    simple = E.nm_linear(x, values, meta, 2, 4)
+    assert rel_err(fast, simple) <= 4e-3
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_nm_linear_2_4_corrupt_meta_raises_on_tensor_core_path(dtype):
+    K, N = 128, 16
+    w = nm_weight(N, K, 2, 4, dtype=dtype, device=DEV)
+    values, meta = nm_pack(w, 2, 4)
+    meta = meta.clone()
+    meta[3, 5] = 0xFF  # two groups with four bits each
+    with pytest.raises(RuntimeError, match="not a valid 2:4 mask"):
+        E.nm_linear(rand(4, K, dtype=dtype, device=DEV), values, meta, 2, 4)
+    torch.cuda.synchronize()  # the device is still usable
+
+
+# ---------------------------------------------------------------- int8_linear (mma s8)
+
+I8_TC_SHAPES = [(1, 8, 16), (16, 64, 64), (70, 72, 112), (65, 130, 208), (3, 5, 32), (300, 256, 4096)]
+
+
+@pytest.mark.parametrize(("M", "N", "K"), I8_TC_SHAPES)
+def test_int8_linear_tensor_cores_exact(M, N, K):
+    """Unit scales, no bias: the exact integer product (|acc| < 2^24 is exact in fp32)."""
+    q, wq = int8(M, K, device=DEV), int8(N, K, device=DEV)
+    out = E.int8_linear(q, torch.ones(M, device=DEV), wq, torch.ones(N, device=DEV))
+    exact = reference.int8_matmul_exact(q, wq)
+    assert torch.equal(out, exact.float())  # past 2^24 (K = 4096) both round the same int32 once
+
+
+@pytest.mark.parametrize(("M", "N", "K"), I8_TC_SHAPES)
+@pytest.mark.parametrize("out_dtype", [None, torch.bfloat16, torch.float16], ids=["f32", "bf16", "f16"])
+def test_int8_linear_tensor_cores_epilogue(M, N, K, out_dtype):
+    """Scales, bias, output cast: the reference's fp32 epilogue in the same order, bit for bit."""
+    q, wq = int8(M, K, device=DEV), int8(N, K, device=DEV)
+    qs, ws, bias = scales(M, device=DEV), scales(N, device=DEV), rand(N, device=DEV)
+    out = E.int8_linear(q, qs, wq, ws, bias, out_dtype)
+    ref = reference.int8_linear(q, qs, wq, ws, bias, out_dtype)
+    assert out.dtype == ref.dtype
+    assert torch.equal(out, ref)
+
+
+def test_int8_linear_tensor_cores_at_the_int32_bound():
+    K = reference.INT8_MAX_K // 16 * 16  # the largest K the tensor-core path takes
+    q = torch.full((2, K), -128, dtype=torch.int8, device=DEV)
+    wq = torch.stack([torch.full((K,), -128, dtype=torch.int8), torch.full((K,), 127, dtype=torch.int8)]).to(
+        DEV
+    )
+    ones = torch.ones(2, device=DEV)
+    out = E.int8_linear(q, ones, wq, ones)
+    assert out[0, 0].item() == float(K * 128 * 128) > 2**31 - 2**19
+    assert out[0, 1].item() == float(-K * 128 * 127)
+    assert torch.equal(out, reference.int8_linear(q, ones, wq, ones))
+
+
+@pytest.mark.parametrize("case", ["k_not_multiple_of_16", "misaligned_q", "misaligned_wq", "simple_kernels"])
+def test_int8_linear_fallback_paths(case, monkeypatch):
+    M, N, K = 21, 37, 64
+    if case == "k_not_multiple_of_16":
+        K = 72 + 3
+    if case == "simple_kernels":
+        monkeypatch.setenv("EFFDL_CUDA_TENSOR_CORES", "0")
+    q, wq = int8(M, K, device=DEV), int8(N, K, device=DEV)
+    if case == "misaligned_q":
+        q = misaligned(q)
+    if case == "misaligned_wq":
+        wq = misaligned(wq)
+    qs, ws = scales(M, device=DEV), scales(N, device=DEV)
+    assert torch.equal(E.int8_linear(q, qs, wq, ws), reference.int8_linear(q, qs, wq, ws))
+
+
+def test_int8_linear_tensor_cores_batch_dims():
+    q = int8(2, 5, 96, device=DEV)
+    wq = int8(48, 96, device=DEV)
+    qs, ws = scales(2, 5, device=DEV), scales(48, device=DEV)
+    out = E.int8_linear(q, qs, wq, ws, None, torch.bfloat16)
+    assert out.shape == (2, 5, 48)
+    assert torch.equal(out, reference.int8_linear(q, qs, wq, ws, None, torch.bfloat16))
+
+
+# ---------------------------------------------------------------- int8_weight_linear (GEMV, M <= 16)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, *HALF])
+@pytest.mark.parametrize(
+    ("M", "N", "K"), [(1, 4096, 4096), (1, 37, 16), (4, 130, 208), (16, 64, 1024), (7, 5, 48)]
+)
+def test_int8_weight_linear_gemv(M, N, K, dtype):
+    x = rand(M, K, dtype=dtype, device=DEV)
+    wq, ws, bias = int8(N, K, device=DEV), scales(N, device=DEV), rand(N, dtype=dtype, device=DEV)
+    y = E.int8_weight_linear(x, wq, ws, bias)
+    ref = w8_oracle(x, wq, ws, bias)
+    assert y.dtype == dtype and y.shape == (M, N)
+    assert rel_err(y, ref) <= (1e-5 if dtype == torch.float32 else 1e-2)
+
+
+def test_int8_weight_linear_gemv_exact_on_small_integers():
+    M, N, K = 16, 70, 512
+    x = small_ints(M, K, lo=-3, hi=3)
+    wq = int8(N, K, device=DEV)
+    y = E.int8_weight_linear(x, wq, torch.ones(N, device=DEV))
+    assert torch.equal(y.double(), x.double() @ wq.double().t())  # |y| < 2^24: every fp32 sum exact
+
+
+@pytest.mark.parametrize("case", ["m_17", "k_not_multiple_of_16", "misaligned_x", "misaligned_wq"])
+def test_int8_weight_linear_fallback_paths(case):
+    M, N, K = 3, 45, 64
+    if case == "m_17":
+        M = 17
+    if case == "k_not_multiple_of_16":
+        K = 40
+    x, wq, ws = rand(M, K, device=DEV), int8(N, K, device=DEV), scales(N, device=DEV)
+    if case == "misaligned_x":
+        x = misaligned(x)
+    if case == "misaligned_wq":
+        wq = misaligned(wq)
+    y = E.int8_weight_linear(x, wq, ws)
+    assert rel_err(y, w8_oracle(x, wq, ws)) <= 1e-5
