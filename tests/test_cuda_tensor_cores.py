@@ -7,8 +7,8 @@ Each kernel covers part of its op (the glue keeps the simple kernels for the res
 The sizes below hit those paths with ragged ``M``/``N`` (tails of the 64 x 64 blocks and of the
 16 x 8 mma tiles), several K blocks, the K bound of int32, and, just outside each condition, the
 fallback. Small-integer data make the float products exact, so a misplaced fragment element shows
-as an exact mismatch instead of hiding in a tolerance. ``EFFDL_CUDA_TENSOR_CORES=0`` switches the
-tensor-core kernels off, which gives a second opinion on the same GPU.
+as an exact mismatch instead of hiding in a tolerance. ``EFFDL_CUDA_SIMPLE_KERNELS=1`` keeps the
+simple kernels everywhere, which gives a second opinion on the same GPU.
 
 The index maps of the tensor-core kernels are also checked on the CPU (tests/native/test_mma_layout.cpp).
 """
@@ -51,12 +51,6 @@ def misaligned(t: torch.Tensor) -> torch.Tensor:
     out.copy_(t)
     assert out.is_contiguous() and out.data_ptr() % 16 != 0
     return out
-
-
-@pytest.fixture
-def simple_kernels(monkeypatch):
-    """Within the test, the glue keeps the simple CUDA kernels."""
-    monkeypatch.setenv("EFFDL_CUDA_TENSOR_CORES", "0")
 
 
 # ---------------------------------------------------------------- nm_linear 2:4 (mma.sp)
@@ -153,7 +147,7 @@ def test_nm_linear_tensor_cores_agree_with_simple_kernel(dtype, monkeypatch):
     values, meta = nm_pack(w, 2, 4)
     x = rand(M, K, dtype=dtype, device=DEV)
     fast = E.nm_linear(x, values, meta, 2, 4)
-    monkeypatch.setenv("EFFDL_CUDA_TENSOR_CORES", "0")
+    monkeypatch.setenv("EFFDL_CUDA_SIMPLE_KERNELS", "1")
     simple = E.nm_linear(x, values, meta, 2, 4)
     assert rel_err(fast, simple) <= 4e-3
 
@@ -215,7 +209,7 @@ def test_int8_linear_fallback_paths(case, monkeypatch):
     if case == "k_not_multiple_of_16":
         K = 72 + 3
     if case == "simple_kernels":
-        monkeypatch.setenv("EFFDL_CUDA_TENSOR_CORES", "0")
+        monkeypatch.setenv("EFFDL_CUDA_SIMPLE_KERNELS", "1")
     q, wq = int8(M, K, device=DEV), int8(N, K, device=DEV)
     if case == "misaligned_q":
         q = misaligned(q)
@@ -272,3 +266,41 @@ def test_int8_weight_linear_fallback_paths(case):
         wq = misaligned(wq)
     y = E.int8_weight_linear(x, wq, ws)
     assert rel_err(y, w8_oracle(x, wq, ws)) <= 1e-5
+
+
+# ---------------------------------------------------------------- quantize_rows (one pass, rows up to 8192)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, *HALF])
+@pytest.mark.parametrize(
+    ("R", "K"), [(1, 1), (3, 255), (5, 256), (2, 4096), (7, 8192), (2, 8193), (300, 100)]
+)
+def test_quantize_rows_one_pass_and_long_rows(R, K, dtype):
+    """Up to 8192 columns the one-pass kernel, past it the two-pass one: both bit for bit the reference."""
+    x = rand(R, K, dtype=dtype, device=DEV)
+    x[0, K // 2] = 0  # a zero among the data
+    q, scale = E.quantize_rows(x)
+    ref_q, ref_scale = reference.quantize_rows(x)
+    assert torch.equal(q, ref_q)
+    assert torch.equal(scale.view(torch.int32), ref_scale.view(torch.int32))
+
+
+@pytest.mark.parametrize("K", [300, 9000])
+def test_quantize_rows_nan_row_raises(K):
+    x = rand(4, K, device=DEV)
+    x[2, K - 1] = float("nan")
+    with pytest.raises(RuntimeError, match="row 2"):
+        E.quantize_rows(x)
+
+
+def test_fast_and_simple_kernels_agree(monkeypatch):
+    """The same calls with EFFDL_CUDA_SIMPLE_KERNELS=1: int8 results bit for bit, float ones closely."""
+    x = rand(9, 512, dtype=torch.bfloat16, device=DEV)
+    wq, ws = int8(70, 512, device=DEV), scales(70, device=DEV)
+    q, qs = E.quantize_rows(x)
+    fast = (q, qs, E.int8_linear(q, qs, wq, ws, None, torch.bfloat16), E.int8_weight_linear(x, wq, ws))
+    monkeypatch.setenv("EFFDL_CUDA_SIMPLE_KERNELS", "1")
+    q2, qs2 = E.quantize_rows(x)
+    assert torch.equal(q2, fast[0]) and torch.equal(qs2, fast[1])
+    assert torch.equal(E.int8_linear(q, qs, wq, ws, None, torch.bfloat16), fast[2])
+    assert rel_err(E.int8_weight_linear(x, wq, ws), fast[3]) <= 4e-3

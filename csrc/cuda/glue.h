@@ -25,13 +25,16 @@ inline at::Tensor failure_flag(const at::Tensor& like) {
 // first failing index, or kNoFailure.
 inline int64_t first_failure(const at::Tensor& flag) { return flag.item<int64_t>(); }
 
-// Whether t's device may run the tensor-core kernels: sm_80 or newer, and not
-// switched off with EFFDL_CUDA_TENSOR_CORES=0 (which keeps the simple kernels,
-// e.g. to compare both on one GPU).
+// EFFDL_CUDA_SIMPLE_KERNELS=1 keeps the simple CUDA kernels for every shape
+// (no tensor-core, GEMV or one-pass kernels), e.g. to compare both on one GPU.
+inline bool simple_kernels_only() {
+  const char* env = std::getenv("EFFDL_CUDA_SIMPLE_KERNELS");
+  return env != nullptr && std::strcmp(env, "1") == 0;
+}
+
+// Whether t's device may run the tensor-core kernels: sm_80 or newer.
 inline bool tensor_cores_usable(const at::Tensor& t) {
-  const char* env = std::getenv("EFFDL_CUDA_TENSOR_CORES");
-  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
-  return at::cuda::getDeviceProperties(t.device().index())->major >= 8;
+  return !simple_kernels_only() && at::cuda::getDeviceProperties(t.device().index())->major >= 8;
 }
 
 inline bool aligned_to(const at::Tensor& t, uintptr_t bytes) {

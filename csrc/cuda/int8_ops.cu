@@ -27,7 +27,8 @@ bool int8_tensor_core_path(const at::Tensor& q2, const at::Tensor& wq, int64_t K
 // The weight-only GEMV kernel: M <= 16 rows, K % 16 == 0 (16-byte weight
 // chunks), 16-byte aligned x (fp32) and wq. Any arch.
 bool int8_gemv_path(const at::Tensor& x2, const at::Tensor& wq, int64_t M, int64_t K) {
-  return M <= gpu::kGemvMaxM && K > 0 && K % 16 == 0 && gpu::aligned_to(x2, 16) && gpu::aligned_to(wq, 16);
+  return M <= gpu::kGemvMaxM && K > 0 && K % 16 == 0 && gpu::aligned_to(x2, 16) && gpu::aligned_to(wq, 16) &&
+         !gpu::simple_kernels_only();
 }
 
 std::tuple<at::Tensor, at::Tensor> quantize_rows_cuda(const at::Tensor& x) {
@@ -44,6 +45,13 @@ std::tuple<at::Tensor, at::Tensor> quantize_rows_cuda(const at::Tensor& x) {
   dispatch_act_float(x.scalar_type(), "quantize_rows", [&](auto tag) {
     using T = gpu::device_t<typename decltype(tag)::type>;
     constexpr int kBlock = gpu::kThreads;
+    constexpr int kCache = 32;  // elements per thread held in registers by the one-pass kernel
+    if (K <= int64_t(kBlock) * kCache && !gpu::simple_kernels_only()) {
+      gpu::quantize_rows_fused_kernel<T, kBlock, kCache><<<gpu::grid_for(R, 1), kBlock, 0, stream>>>(
+          data_as<T>(x2), R, K, q.data_ptr<int8_t>(), scale.data_ptr<float>(), first_bad.data_ptr<int64_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
+    }
     gpu::quantize_rows_kernel<T, kBlock><<<gpu::grid_for(R, 1), kBlock, 0, stream>>>(
         data_as<T>(x2), R, K, q.data_ptr<int8_t>(), scale.data_ptr<float>(),
         first_bad.data_ptr<int64_t>());
