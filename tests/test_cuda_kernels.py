@@ -1,16 +1,20 @@
-"""The CUDA tensor-core and GEMV kernels (csrc/cuda/*_tc_kernels.cuh, int8_gemv_kernel.cuh) on a GPU.
+"""The fast CUDA kernels on a GPU: tensor cores (csrc/cuda/*_tc_kernels.cuh), the int8 GEMV, the one-pass
+quantize_rows and the tiled dwsep_conv2d.
 
 Each kernel covers part of its op (the glue keeps the simple kernels for the rest):
 - ``nm_linear``: 2:4, fp16/bf16, ``K % 64 == 0``, 16-byte aligned ``x`` and ``values`` (sm_80+);
 - ``int8_linear``: ``K % 16 == 0``, 16-byte aligned ``q`` and ``wq`` (sm_80+);
-- ``int8_weight_linear``: ``M <= 16``, ``K % 16 == 0``, 16-byte aligned ``x`` and ``wq``.
+- ``int8_weight_linear``: ``M <= 16``, ``K % 16 == 0``, 16-byte aligned ``x`` and ``wq``;
+- ``quantize_rows``: rows of at most 8192 elements (one pass over ``x``);
+- ``dwsep_conv2d``: every shape (the tiled kernel).
 The sizes below hit those paths with ragged ``M``/``N`` (tails of the 64 x 64 blocks and of the
 16 x 8 mma tiles), several K blocks, the K bound of int32, and, just outside each condition, the
 fallback. Small-integer data make the float products exact, so a misplaced fragment element shows
 as an exact mismatch instead of hiding in a tolerance. ``EFFDL_CUDA_SIMPLE_KERNELS=1`` keeps the
 simple kernels everywhere, which gives a second opinion on the same GPU.
 
-The index maps of the tensor-core kernels are also checked on the CPU (tests/native/test_mma_layout.cpp).
+The index maps of the tensor-core kernels and the phases of the tiled dwsep kernel are also checked on
+the CPU (tests/native/test_mma_layout.cpp, test_dwsep_tile.cpp).
 """
 
 from __future__ import annotations
@@ -304,3 +308,41 @@ def test_fast_and_simple_kernels_agree(monkeypatch):
     assert torch.equal(q2, fast[0]) and torch.equal(qs2, fast[1])
     assert torch.equal(E.int8_linear(q, qs, wq, ws, None, torch.bfloat16), fast[2])
     assert rel_err(E.int8_weight_linear(x, wq, ws), fast[3]) <= 4e-3
+
+
+# ---------------------------------------------------------------- dwsep_conv2d (tiled: 32 pixels x 64 channels)
+
+DWSEP_CASES = [  # (B, C, H, W, Cout, k, stride, pad, dilation): ragged pixel / channel / Cout tiles
+    (1, 8, 5, 5, 4, 3, 1, 1, 1),
+    (2, 33, 7, 6, 65, 3, 2, 1, 1),
+    (1, 64, 9, 9, 130, 3, 1, 1, 1),
+    (4, 144, 28, 28, 24, 3, 1, 1, 1),
+    (1, 40, 11, 11, 24, 5, 2, 4, 2),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, *HALF])
+@pytest.mark.parametrize("case", DWSEP_CASES, ids=lambda c: "x".join(map(str, c)))
+@pytest.mark.parametrize("simple", [False, True], ids=["tiled", "simple"])
+def test_dwsep_conv2d_tiled_and_simple(case, dtype, simple, monkeypatch):
+    if simple:
+        monkeypatch.setenv("EFFDL_CUDA_SIMPLE_KERNELS", "1")
+    B, C, H, W, Cout, k, stride, pad, dil = case
+    x = rand(B, C, H, W, dtype=dtype, device=DEV).contiguous(memory_format=torch.channels_last)
+    args = (
+        rand(C, 1, k, k, dtype=dtype, device=DEV),
+        rand(C, dtype=dtype, device=DEV),
+        rand(Cout, C, 1, 1, dtype=dtype, device=DEV, scale=C**-0.5),
+        rand(Cout, dtype=dtype, device=DEV),
+        [stride, stride],
+        [pad, pad],
+        [dil, dil],
+        "relu6",
+        "relu",
+    )
+    y = E.dwsep_conv2d(x, *args)
+    ref = reference.dwsep_conv2d(
+        x.double(), *(a.double() if isinstance(a, torch.Tensor) else a for a in args)
+    )
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert rel_err(y, ref) <= (1e-5 if dtype == torch.float32 else 1e-2)
