@@ -7,6 +7,8 @@ Each kernel covers part of its op (the glue keeps the simple kernels for the res
 - ``int8_weight_linear``: ``M <= 16``, ``K % 16 == 0``, 16-byte aligned ``x`` and ``wq``;
 - ``quantize_rows``: rows of at most 8192 elements (one pass over ``x``);
 - ``dwsep_conv2d``: every shape (the tiled kernel).
+The two tensor-core matmuls split K over several blocks when the output tiles alone would leave the
+GPU idle (decode sizes).
 The sizes below hit those paths with ragged ``M``/``N`` (tails of the 64 x 64 blocks and of the
 16 x 8 mma tiles), several K blocks, the K bound of int32, and, just outside each condition, the
 fallback. Small-integer data make the float products exact, so a misplaced fragment element shows
@@ -59,7 +61,17 @@ def misaligned(t: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------- nm_linear 2:4 (mma.sp)
 
-NM_TC_SHAPES = [(1, 16, 64), (8, 64, 64), (70, 72, 128), (3, 130, 192), (129, 65, 64), (300, 256, 1024)]
+# the last three split K (few output tiles, many K blocks: mma_layout.h splitk_plan)
+NM_TC_SHAPES = [
+    (1, 16, 64),
+    (8, 64, 64),
+    (70, 72, 128),
+    (3, 130, 192),
+    (129, 65, 64),
+    (300, 256, 1024),
+    (2, 16, 2048),
+    (5, 100, 1536),
+]
 
 
 def sparse24_ints(N: int, K: int, dtype: torch.dtype) -> torch.Tensor:
@@ -170,7 +182,17 @@ def test_nm_linear_2_4_corrupt_meta_raises_on_tensor_core_path(dtype):
 
 # ---------------------------------------------------------------- int8_linear (mma s8)
 
-I8_TC_SHAPES = [(1, 8, 16), (16, 64, 64), (70, 72, 112), (65, 130, 208), (3, 5, 32), (300, 256, 4096)]
+# the last three split K
+I8_TC_SHAPES = [
+    (1, 8, 16),
+    (16, 64, 64),
+    (70, 72, 112),
+    (65, 130, 208),
+    (3, 5, 32),
+    (300, 256, 4096),
+    (2, 16, 8192),
+    (5, 100, 1536),
+]
 
 
 @pytest.mark.parametrize(("M", "N", "K"), I8_TC_SHAPES)

@@ -37,14 +37,20 @@ inline bool tensor_cores_usable(const at::Tensor& t) {
   return !simple_kernels_only() && at::cuda::getDeviceProperties(t.device().index())->major >= 8;
 }
 
+inline int64_t multiprocessors(const at::Tensor& t) {
+  return at::cuda::getDeviceProperties(t.device().index())->multiProcessorCount;
+}
+
 inline bool aligned_to(const at::Tensor& t, uintptr_t bytes) {
   return reinterpret_cast<uintptr_t>(t.data_ptr()) % bytes == 0;
 }
 
 // Grid of a tile kernel: x over n_tiles column tiles, y over row tiles (the
-// kernels loop over row tiles past the 65535 limit of gridDim.y).
-inline dim3 tile_grid(int64_t n_tiles, int64_t m_tiles) {
-  return dim3(unsigned(n_tiles), unsigned(std::min<int64_t>(std::max<int64_t>(m_tiles, 1), 65535)));
+// kernels loop over row tiles past the 65535 limit of gridDim.y), z over
+// `splits` K ranges.
+inline dim3 tile_grid(int64_t n_tiles, int64_t m_tiles, int64_t splits = 1) {
+  return dim3(unsigned(n_tiles), unsigned(std::min<int64_t>(std::max<int64_t>(m_tiles, 1), 65535)),
+              unsigned(splits));
 }
 
 }  // namespace effdl::gpu

@@ -80,11 +80,22 @@ at::Tensor int8_linear_cuda(const at::Tensor& q, const at::Tensor& q_scale, cons
   dispatch_act_float(out_t, "int8_linear", [&](auto tag) {
     using Out = gpu::device_t<typename decltype(tag)::type>;
     if (int8_tensor_core_path(q2, wq, K)) {
-      gpu::int8_linear_tc_kernel<Out>
-          <<<gpu::tile_grid(ceil_div(N, mma::kTileN), ceil_div(M, mma::kTileM)), mma::kTileThreads, 0, stream>>>(
-              q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
-              b32.defined() ? b32.data_ptr<float>() : nullptr, M, N, K, data_as<Out>(y));
+      const int64_t n_tiles = ceil_div(N, mma::kTileN), m_tiles = ceil_div(M, mma::kTileM);
+      const mma::SplitK plan = mma::splitk_plan(ceil_div(K, mma::kI8BK), n_tiles * std::min<int64_t>(m_tiles, 65535),
+                                                gpu::multiprocessors(wq));
+      const at::Tensor partial =
+          plan.splits > 1 ? at::empty({plan.splits, M, N}, q2.options().dtype(at::kInt)) : at::Tensor();
+      const float* bp = b32.defined() ? b32.data_ptr<float>() : nullptr;
+      gpu::int8_linear_tc_kernel<Out><<<gpu::tile_grid(n_tiles, m_tiles, plan.splits), mma::kTileThreads, 0, stream>>>(
+          q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(), bp, M, N, K,
+          plan.per, partial.defined() ? partial.data_ptr<int32_t>() : nullptr, data_as<Out>(y));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
+      if (plan.splits > 1) {
+        gpu::int8_splitk_reduce_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
+            partial.data_ptr<int32_t>(), plan.splits, qs.data_ptr<float>(), ws.data_ptr<float>(), bp, M, N,
+            data_as<Out>(y));
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
       return;
     }
     gpu::int8_linear_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(

@@ -137,4 +137,23 @@ EFFDL_HD int tile_iters(int rows, int chunks) { return (rows * chunks + kTileThr
 EFFDL_HD int tile_row(int tid, int it, int chunks) { return (tid + it * kTileThreads) / chunks; }
 EFFDL_HD int tile_chunk(int tid, int it, int chunks) { return (tid + it * kTileThreads) % chunks; }
 
+// Split-K plan: when the output tiles alone (`blocks` of them) would leave
+// most of the `sms` multiprocessors idle (decode sizes), the K blocks are
+// split into `splits` ranges of `per` K blocks (the last one shorter, none
+// empty, each at least kMinSplitKBlocks long); block z of the grid's z
+// dimension covers K blocks [z * per, min((z + 1) * per, kblocks)) and writes
+// its partial sums, which a second kernel adds in a fixed order.
+constexpr int64_t kMinSplitKBlocks = 4;
+struct SplitK {
+  int64_t per, splits;
+};
+EFFDL_HD SplitK splitk_plan(int64_t kblocks, int64_t blocks, int64_t sms) {
+  const int64_t want = blocks > 0 ? (2 * sms + blocks - 1) / blocks : 1;  // blocks for two waves
+  const int64_t most = kblocks / kMinSplitKBlocks;
+  const int64_t ask = want < most ? want : most;
+  if (ask <= 1 || kblocks <= 0) return {kblocks, 1};
+  const int64_t per = (kblocks + ask - 1) / ask;
+  return {per, (kblocks + per - 1) / per};
+}
+
 }  // namespace effdl::mma

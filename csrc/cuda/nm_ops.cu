@@ -113,11 +113,21 @@ at::Tensor nm_linear_cuda(const at::Tensor& x, const at::Tensor& values_in,
     using T = gpu::device_t<typename decltype(tag)::type>;
     if constexpr (sizeof(T) == 2) {  // fp16, bf16: 2:4 on sparse tensor cores where the shape allows
       if (nm24_tensor_core_path(x2, values, meta, n, m, K, N)) {
-        gpu::nm24_linear_tc_kernel<T>
-            <<<gpu::tile_grid(ceil_div(N, mma::kTileM), ceil_div(M, mma::kTileN)), mma::kTileThreads, 0,
-               stream>>>(data_as<T>(x2), data_as<T>(values), meta.data_ptr<uint8_t>(),
-                         bias.defined() ? data_as<T>(bias) : nullptr, M, N, K, data_as<T>(y));
+        const int64_t n_tiles = ceil_div(N, mma::kTileM), m_tiles = ceil_div(M, mma::kTileN);
+        const mma::SplitK plan = mma::splitk_plan(K / mma::kNmBK, n_tiles * std::min<int64_t>(m_tiles, 65535),
+                                                  gpu::multiprocessors(values));
+        const at::Tensor partial =
+            plan.splits > 1 ? at::empty({plan.splits, M, N}, x2.options().dtype(at::kFloat)) : at::Tensor();
+        gpu::nm24_linear_tc_kernel<T><<<gpu::tile_grid(n_tiles, m_tiles, plan.splits), mma::kTileThreads, 0, stream>>>(
+            data_as<T>(x2), data_as<T>(values), meta.data_ptr<uint8_t>(), bias.defined() ? data_as<T>(bias) : nullptr,
+            M, N, K, plan.per, partial.defined() ? partial.data_ptr<float>() : nullptr, data_as<T>(y));
         C10_CUDA_KERNEL_LAUNCH_CHECK();
+        if (plan.splits > 1) {
+          gpu::nm_splitk_reduce_kernel<T><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
+              partial.data_ptr<float>(), plan.splits, bias.defined() ? data_as<T>(bias) : nullptr, M, N,
+              data_as<T>(y));
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        }
         return;
       }
     }

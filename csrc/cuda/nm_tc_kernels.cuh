@@ -7,6 +7,11 @@
 // dense columns, converted nibble-wise to mma.sp indices in registers
 // (mma_layout.h, which also holds every index map used here).
 //
+// Split-K (decode sizes, mma_layout.h splitk_plan): grid z picks a range of
+// kb_per_split K blocks; with `partial` non-null the block writes its fp32
+// sums to partial[z, M, N] and nm_splitk_reduce_kernel adds the ranges in
+// order and the bias.
+//
 // Requirements (else the glue keeps nm_linear_kernel): K % 64 == 0, x and
 // values 16-byte aligned, meta 8-byte aligned, all contiguous; M and N are
 // free (rows past the ends are zero-filled and never stored).
@@ -59,13 +64,15 @@ __device__ __forceinline__ void nm_tc_load(NmTcStage<T>& s, const T* __restrict_
 template <typename T>
 __global__ void __launch_bounds__(mma::kTileThreads)
     nm24_linear_tc_kernel(const T* __restrict__ x, const T* __restrict__ values, const uint8_t* __restrict__ meta,
-                          const T* __restrict__ bias, int64_t M, int64_t N, int64_t K, T* __restrict__ y) {
+                          const T* __restrict__ bias, int64_t M, int64_t N, int64_t K, int64_t kb_per_split,
+                          float* __restrict__ partial, T* __restrict__ y) {
   using namespace mma;
   __shared__ __align__(16) NmTcStage<T> stage[2];
   const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int wm = warp_m0(warp), wn = warp_n0(warp);
   const int64_t n0 = int64_t(blockIdx.x) * kTileM;
-  const int64_t kblocks = K / kNmBK;
+  const int64_t kb0 = int64_t(blockIdx.z) * kb_per_split;
+  const int64_t kb1 = kb0 + kb_per_split < K / kNmBK ? kb0 + kb_per_split : K / kNmBK;
   const int64_t mtiles = (M + kTileN - 1) / kTileN;
   for (int64_t mt = blockIdx.y; mt < mtiles; mt += gridDim.y) {  // uniform across the block
     const int64_t m0 = mt * kTileN;
@@ -77,10 +84,10 @@ __global__ void __launch_bounds__(mma::kTileThreads)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 
-    nm_tc_load(stage[0], x, values, meta, M, N, K, n0, m0, 0, tid);
+    if (kb0 < kb1) nm_tc_load(stage[kb0 & 1], x, values, meta, M, N, K, n0, m0, kb0, tid);
     cp_async_commit();
-    for (int64_t kb = 0; kb < kblocks; ++kb) {
-      if (kb + 1 < kblocks) {
+    for (int64_t kb = kb0; kb < kb1; ++kb) {
+      if (kb + 1 < kb1) {
         nm_tc_load(stage[(kb + 1) & 1], x, values, meta, M, N, K, n0, m0, kb + 1, tid);
         cp_async_commit();
         cp_async_wait<1>();
@@ -122,10 +129,27 @@ __global__ void __launch_bounds__(mma::kTileThreads)
           const int64_t o = n0 + wm + 16 * i + acc_row(lane, el);  // feature (A row)
           const int64_t t = m0 + wn + 8 * j + acc_col(lane, el);   // token (B column)
           if (o < N && t < M) {
-            const float bv = bias != nullptr ? load(bias[o]) : 0.f;
-            y[t * N + o] = store<T>(acc[i][j][el] + bv);
+            if (partial != nullptr) {
+              partial[(int64_t(blockIdx.z) * M + t) * N + o] = acc[i][j][el];
+            } else {
+              const float bv = bias != nullptr ? load(bias[o]) : 0.f;
+              y[t * N + o] = store<T>(acc[i][j][el] + bv);
+            }
           }
         }
+  }
+}
+
+// y[t, o] = sum_z partial[z, t, o] (z ascending) + bias[o]; one thread per output.
+template <typename T>
+__global__ void nm_splitk_reduce_kernel(const float* __restrict__ partial, int64_t splits,
+                                        const T* __restrict__ bias, int64_t M, int64_t N, T* __restrict__ y) {
+  const int64_t total = M * N;
+  for (int64_t i = global_thread(); i < total; i += grid_threads()) {
+    float v = 0.f;
+    for (int64_t z = 0; z < splits; ++z) v += partial[z * total + i];
+    const float bv = bias != nullptr ? load(bias[i % N]) : 0.f;
+    y[i] = store<T>(v + bv);
   }
 }
 

@@ -18,6 +18,7 @@
 // int8) and must reproduce the dense product exactly (small integer data, so
 // every fp32 sum is exact). What this cannot show: that the PTX text is read
 // right, and timing/synchronisation on the device; the cuda-marked tests do.
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -146,6 +147,31 @@ void test_copy_plan() {
   }
 }
 
+// Every K block in exactly one split, no split empty, none shorter than the minimum unless unsplit.
+void test_splitk_plan() {
+  for (int64_t kblocks = 0; kblocks <= 300; ++kblocks) {
+    for (int64_t blocks : {1, 2, 7, 64, 100, 264, 1000}) {
+      for (int64_t sms : {1, 108, 132}) {
+        const SplitK p = splitk_plan(kblocks, blocks, sms);
+        CHECK(p.splits >= 1 && p.per >= 0);
+        if (p.splits == 1) {
+          CHECK(p.per == kblocks);
+          continue;
+        }
+        CHECK(p.per >= kMinSplitKBlocks);
+        CHECK(p.splits * blocks <= 2 * sms + blocks);  // never far past two waves
+        std::vector<int> hits(sz(kblocks), 0);
+        for (int64_t z = 0; z < p.splits; ++z) {
+          const int64_t b0 = z * p.per, b1 = std::min(kblocks, b0 + p.per);
+          CHECK(b0 < b1);
+          for (int64_t b = b0; b < b1; ++b) ++hits[sz(b)];
+        }
+        for (int h : hits) CHECK(h == 1);
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------- nm 2:4 block algorithm
 
 constexpr float kPoison = 1e30f;  // shared cells the copy plan never writes; reading one breaks exactness
@@ -186,15 +212,21 @@ void nm_stage(NmShared& s, const std::vector<float>& x, const std::vector<float>
 }
 
 // y[M, N] = x[M, K] @ W[N, K].T through the kernel's block algorithm.
+// With split-K (`per` K blocks a split) each split's partial sums are added
+// into y in split order, as nm_splitk_reduce_kernel does; `writes` counts them.
 std::vector<double> nm_emulate(const std::vector<float>& x, const std::vector<float>& values,
-                               const std::vector<uint8_t>& meta, int64_t M, int64_t N, int64_t K, bool& ordered) {
-  std::vector<double> y(sz(M * N), -12345.0);
+                               const std::vector<uint8_t>& meta, int64_t M, int64_t N, int64_t K, int64_t per,
+                               bool& ordered, std::vector<int>& writes) {
+  std::vector<double> y(sz(M * N), 0.0);
+  writes.assign(sz(M * N), 0);
+  const int64_t kblocks = K / kNmBK;
+  for (int64_t kb0 = 0; kb0 < kblocks; kb0 += per)
   for (int64_t n0 = 0; n0 < N; n0 += kTileM) {
     for (int64_t m0 = 0; m0 < M; m0 += kTileN) {
       std::vector<std::array<double[16][8], 8>> acc(4);  // [warp][i * 4 + j]
       for (auto& w : acc)
         for (auto& t : w) std::memset(t, 0, sizeof t);
-      for (int64_t kb = 0; kb < K / kNmBK; ++kb) {
+      for (int64_t kb = kb0; kb < std::min(kblocks, kb0 + per); ++kb) {
         NmShared s;
         nm_stage(s, x, values, meta, M, N, K, n0, m0, kb);
         for (int warp = 0; warp < 4; ++warp) {
@@ -235,7 +267,10 @@ std::vector<double> nm_emulate(const std::vector<float>& x, const std::vector<fl
               for (int el = 0; el < 4; ++el) {
                 const int rr = acc_row(l, el), cc = acc_col(l, el);
                 const int64_t o = n0 + warp_m0(warp) + 16 * i + rr, t = m0 + warp_n0(warp) + 8 * j + cc;
-                if (o < N && t < M) y[sz(t * N + o)] = acc[sz(warp)][sz(i * 4 + j)][rr][cc];
+                if (o < N && t < M) {
+                  y[sz(t * N + o)] += acc[sz(warp)][sz(i * 4 + j)][rr][cc];
+                  ++writes[sz(t * N + o)];
+                }
               }
       }
     }
@@ -243,7 +278,7 @@ std::vector<double> nm_emulate(const std::vector<float>& x, const std::vector<fl
   return y;
 }
 
-void test_nm_block(Rng& rng, int64_t M, int64_t N, int64_t K) {
+void test_nm_block(Rng& rng, int64_t M, int64_t N, int64_t K, int64_t per) {
   // dense 2:4 weight: every group one of the six patterns, some kept values zero
   // (compress then keeps the lowest-index zeros), small integers throughout
   std::uniform_int_distribution<int> val(-4, 4), pat(0, 5);
@@ -262,7 +297,10 @@ void test_nm_block(Rng& rng, int64_t M, int64_t N, int64_t K) {
                                 &meta[sz(r * core::nm_meta_bytes(K))]) == -1);
   }
   bool ordered = true;
-  const std::vector<double> y = nm_emulate(x, values, meta, M, N, K, ordered);
+  std::vector<int> writes;
+  const std::vector<double> y = nm_emulate(x, values, meta, M, N, K, per, ordered, writes);
+  const int64_t splits = (K / kNmBK + per - 1) / per;
+  for (int w : writes) CHECK(w == splits);
   CHECK_MSG(ordered, "M=%lld N=%lld K=%lld: metadata indices not ascending", (long long)M, (long long)N,
             (long long)K);
   long bad = 0;
@@ -295,14 +333,17 @@ void i8_stage(std::vector<int>& dst, const std::vector<int8_t>& src, int64_t row
 }
 
 std::vector<int64_t> i8_emulate(const std::vector<int8_t>& q, const std::vector<int8_t>& wq, int64_t M, int64_t N,
-                                int64_t K, bool& poison_read) {
-  std::vector<int64_t> y(sz(M * N), -12345);
+                                int64_t K, int64_t per, bool& poison_read, std::vector<int>& writes) {
+  std::vector<int64_t> y(sz(M * N), 0);
+  writes.assign(sz(M * N), 0);
+  const int64_t kblocks = (K + kI8BK - 1) / kI8BK;
+  for (int64_t kb0 = 0; kb0 < kblocks; kb0 += per)
   for (int64_t n0 = 0; n0 < N; n0 += kTileN) {
     for (int64_t m0 = 0; m0 < M; m0 += kTileM) {
       std::vector<std::array<int64_t[16][8], 8>> acc(4);
       for (auto& w : acc)
         for (auto& t : w) std::memset(t, 0, sizeof t);
-      for (int64_t kb = 0; kb < (K + kI8BK - 1) / kI8BK; ++kb) {
+      for (int64_t kb = kb0; kb < std::min(kblocks, kb0 + per); ++kb) {
         I8Shared s;
         i8_stage(s.q, q, M, K, m0, kb * kI8BK);
         i8_stage(s.w, wq, N, K, n0, kb * kI8BK);
@@ -350,20 +391,26 @@ std::vector<int64_t> i8_emulate(const std::vector<int8_t>& q, const std::vector<
               for (int el = 0; el < 4; ++el) {
                 const int rr = acc_row(l, el), cc = acc_col(l, el);
                 const int64_t t = m0 + warp_m0(warp) + 16 * i + rr, o = n0 + warp_n0(warp) + 8 * j + cc;
-                if (t < M && o < N) y[sz(t * N + o)] = acc[sz(warp)][sz(i * 4 + j)][rr][cc];
+                if (t < M && o < N) {
+                  y[sz(t * N + o)] += acc[sz(warp)][sz(i * 4 + j)][rr][cc];
+                  ++writes[sz(t * N + o)];
+                }
               }
     }
   }
   return y;
 }
 
-void test_i8_block(Rng& rng, int64_t M, int64_t N, int64_t K) {
+void test_i8_block(Rng& rng, int64_t M, int64_t N, int64_t K, int64_t per) {
   std::uniform_int_distribution<int> val(-127, 127);
   std::vector<int8_t> q(sz(M * K)), wq(sz(N * K));
   for (auto& v : q) v = int8_t(val(rng));
   for (auto& v : wq) v = int8_t(val(rng));
   bool poison = false;
-  const std::vector<int64_t> y = i8_emulate(q, wq, M, N, K, poison);
+  std::vector<int> writes;
+  const std::vector<int64_t> y = i8_emulate(q, wq, M, N, K, per, poison, writes);
+  const int64_t splits = ((K + kI8BK - 1) / kI8BK + per - 1) / per;
+  for (int w : writes) CHECK(w == splits);
   CHECK_MSG(!poison, "int8 M=%lld N=%lld K=%lld: a shared byte no copy wrote was read", (long long)M,
             (long long)N, (long long)K);
   long bad = 0;
@@ -382,12 +429,16 @@ void test_i8_block(Rng& rng, int64_t M, int64_t N, int64_t K) {
 int main() {
   test_nibbles();
   test_copy_plan();
+  test_splitk_plan();
   Rng rng(7);
   // ragged M and N (tails of the 64 x 64 block and of the 16 x 8 mma tiles), several K blocks
-  const int64_t nm_shapes[][3] = {{1, 16, 64}, {8, 64, 64}, {70, 72, 128}, {3, 130, 192}, {129, 65, 64}};
-  for (const auto& s : nm_shapes) test_nm_block(rng, s[0], s[1], s[2]);
+  // (M, N, K, K blocks per split): unsplit, and split-K with a short last range
+  const int64_t nm_shapes[][4] = {{1, 16, 64, 1},   {8, 64, 64, 1},  {70, 72, 128, 2},
+                                  {3, 130, 192, 3}, {129, 65, 64, 1}, {5, 40, 448, 4}, {2, 24, 640, 4}};
+  for (const auto& s : nm_shapes) test_nm_block(rng, s[0], s[1], s[2], s[3]);
   // int8: K a multiple of 16 but not of the 64-byte K block too (zero-filled chunks)
-  const int64_t i8_shapes[][3] = {{1, 8, 16}, {16, 64, 64}, {70, 72, 112}, {65, 130, 208}, {3, 5, 32}};
-  for (const auto& s : i8_shapes) test_i8_block(rng, s[0], s[1], s[2]);
+  const int64_t i8_shapes[][4] = {{1, 8, 16, 1},    {16, 64, 64, 1}, {70, 72, 112, 2}, {65, 130, 208, 4},
+                                  {3, 5, 32, 1},    {4, 20, 592, 4}, {2, 9, 1040, 5}};
+  for (const auto& s : i8_shapes) test_i8_block(rng, s[0], s[1], s[2], s[3]);
   return effdl_test::finish("test_mma_layout");
 }
