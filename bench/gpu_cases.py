@@ -13,6 +13,10 @@ user on a GPU would otherwise run (DESIGN.md §6):
 - ``int8_weight_linear`` (int8 weights, bf16 activations): cuBLAS bf16.
 - ``dwsep_conv2d`` (bf16, channels_last, ReLU6 between): cuDNN depthwise + pointwise.
 
+At decode sizes (M <= 16) the linear ops also time "effdl cuda simple": the same native call with
+``EFFDL_CUDA_SIMPLE_KERNELS=1``, i.e. the simple CUDA-core kernels instead of the tensor-core / GEMV
+ones, so the table shows what those gained (as a peer column; it is skipped with "effdl cuda").
+
 A :class:`GpuCase` is cheap to list (its FLOP and byte counts are formulas of the
 shape); ``build(device, l2)`` allocates the rotation sets on ``device`` (enough
 weight/input sets that a candidate's sets exceed twice the L2 cache) and the fp32
@@ -23,6 +27,7 @@ and never timed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -39,6 +44,9 @@ OPS = ("nm_linear", "int8_linear", "int8_weight_linear", "dwsep_conv2d")
 USES = {"nm_linear": ("nm_linear",), "int8_linear": ("quantize_rows", "int8_linear"),
         "int8_weight_linear": ("int8_weight_linear",), "dwsep_conv2d": ("dwsep_conv2d",)}
 EFFDL_BACKENDS = ("cuda", "triton")  # one "effdl <backend>" candidate each
+SIMPLE = "effdl cuda simple"  # the native call on the simple CUDA kernels (decode sizes only)
+SIMPLE_ENV = "EFFDL_CUDA_SIMPLE_KERNELS"
+SIMPLE_MAX_M = 16  # the simple kernels take seconds at prefill sizes
 
 # Llama-class projections (K, N) and batch rows: decode, then prefill
 LINEAR_SHAPES = [(4096, 4096), (4096, 11008)]
@@ -96,6 +104,31 @@ def _with_backend(backend: str, fn: Callable, *args) -> Callable[[], object]:
     return call
 
 
+def _simple_cuda(fn: Callable, *args) -> Callable[[], object]:
+    """A call of ``fn(*args)`` on effdl's cuda backend with the simple CUDA kernels forced."""
+    inner = _with_backend("cuda", fn, *args)
+
+    def call():
+        previous = os.environ.get(SIMPLE_ENV)
+        os.environ[SIMPLE_ENV] = "1"
+        try:
+            return inner()
+        finally:
+            if previous is None:
+                del os.environ[SIMPLE_ENV]
+            else:
+                os.environ[SIMPLE_ENV] = previous
+
+    return call
+
+
+def _simple_candidate(M: int, fn: Callable, arg_sets: list[tuple], note: str) -> list[Candidate]:
+    """``[Candidate(SIMPLE)]`` at decode sizes, else ``[]``."""
+    if M > SIMPLE_MAX_M:
+        return []
+    return [Candidate(SIMPLE, [_simple_cuda(fn, *a) for a in arg_sets], note=f"{note}, {SIMPLE_ENV}=1")]
+
+
 def torch_quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-row int8 in plain torch ops, as a torch user (or torchao) writes it: no sync, no checks."""
     scale = (x.float().abs().amax(-1) / 127.0).clamp_min(torch.finfo(torch.float32).tiny)
@@ -120,6 +153,8 @@ def check(built: GpuBuilt, skip: dict[str, str] | None = None) -> GpuBuilt:
     tests on this GPU, where running it could lose the CUDA context); one that raises is marked
     unavailable with the reason. Drops the reference tensor afterwards.
     """
+    if skip and "effdl cuda" in skip:  # the simple kernels are effdl's cuda kernels too
+        skip = {SIMPLE: skip["effdl cuda"], **skip}
     for c in built.candidates:
         if c.error is None and skip and c.name in skip:
             c.error = skip[c.name]
@@ -184,6 +219,8 @@ def _build_nm_linear(K: int, N: int, M: int, dtype: torch.dtype, device: torch.d
         )
         for b in EFFDL_BACKENDS
     ]
+    cands += _simple_candidate(M, ops.nm_linear, [(x, v, m, 2, 4) for x, (v, m) in zip(xs, packed, strict=True)],
+                               f"effdl.ops.nm_linear 2:4 {_DT[dtype]}")
     cands.append(Candidate("cuBLAS dense", [lambda x=x, w=w: F.linear(x, w) for x, w in zip(xs, ws, strict=True)],
                            note=f"F.linear {_DT[dtype]} on the dense pruned weight (cuBLAS)"))
     sparse = getattr(torch.sparse, "SparseSemiStructuredTensor", None)
@@ -263,6 +300,8 @@ def _build_int8_linear(K: int, N: int, M: int, device: torch.device, l2: int) ->
         )
         for b in EFFDL_BACKENDS
     ]
+    cands += _simple_candidate(M, effdl_w8a8, [(x, wq, s) for x, (wq, s) in zip(xs, qw, strict=True)],
+                               "effdl.ops.quantize_rows + effdl.ops.int8_linear -> bf16")
     cands.append(_try("_int_mm+epilogue", "torch quantize per row + torch._int_mm + fp32 scale epilogue -> bf16",
                       lambda: [lambda x=x, wt=wt, s=s: _int_mm_epilogue(x, wt, s)
                                for x, wt, (_, s) in zip(xs, [wq.t() for wq, _ in qw], qw, strict=True)]))
@@ -287,6 +326,8 @@ def _build_int8_weight_linear(K: int, N: int, M: int, device: torch.device, l2: 
         )
         for b in EFFDL_BACKENDS
     ]
+    cands += _simple_candidate(M, ops.int8_weight_linear, [(x, wq, s) for x, (wq, s) in zip(xs, qw, strict=True)],
+                               "effdl.ops.int8_weight_linear (bf16 x, int8 weight)")
     cands.append(Candidate("cuBLAS bf16", [lambda x=x, w=w: F.linear(x, w) for x, w in zip(xs, wbf, strict=True)],
                            note="F.linear bf16 on the dequantized weight (cuBLAS)"))
     ref = F.linear(xs[0].float(), deq[0])

@@ -192,8 +192,10 @@ def test_sparse24_pattern_and_torch_quantize_rows():
 def test_nm_linear_builder_on_cpu():
     built = gpu_cases.check(gpu_cases._build_nm_linear(64, 32, 4, torch.float16, torch.device("cpu"), 4096))
     cands = {c.name: c for c in built.candidates}
-    assert list(cands) == ["effdl cuda", "effdl triton", "cuBLAS dense", "cuSPARSELt", "CUTLASS 2:4"]
+    assert list(cands) == ["effdl cuda", "effdl triton", "effdl cuda simple", "cuBLAS dense", "cuSPARSELt",
+                           "CUTLASS 2:4"]
     assert "backend 'cuda' is forced but the input is on cpu" in cands["effdl cuda"].error
+    assert "backend 'cuda' is forced but the input is on cpu" in cands["effdl cuda simple"].error
     assert cands["cuSPARSELt"].error and cands["CUTLASS 2:4"].error  # unavailable, with the reason
     assert built.errors["cuBLAS dense"] < 1e-2
     assert built.errors["effdl triton"] < 1e-2  # fp16 dots are right in triton's interpreter
@@ -205,12 +207,17 @@ def test_int8_builders_on_cpu():
     built = gpu_cases.check(gpu_cases._build_int8_linear(64, 32, 4, torch.device("cpu"), 4096),
                             skip={"effdl cuda": "its cuda tests failed"})
     assert built.candidates[0].error == "its cuda tests failed" and built.ref_out is None
-    assert [c.name for c in built.candidates] == ["effdl cuda", "effdl triton", "_int_mm+epilogue", "cuBLAS bf16"]
-    out = built.candidates[2].calls[0]()  # padded to 32 rows inside, 4 rows out
+    assert built.candidates[2].error == "its cuda tests failed"  # the simple cuda kernels are skipped with them
+    assert [c.name for c in built.candidates] == ["effdl cuda", "effdl triton", "effdl cuda simple",
+                                                  "_int_mm+epilogue", "cuBLAS bf16"]
+    out = built.candidates[3].calls[0]()  # padded to 32 rows inside, 4 rows out
     assert out.shape == (4, 32) and out.dtype == torch.bfloat16
     assert built.errors["_int_mm+epilogue"] < built.tol and built.errors["effdl triton"] < built.tol
     built = gpu_cases.check(gpu_cases._build_int8_weight_linear(64, 32, 4, torch.device("cpu"), 4096))
     assert built.errors["cuBLAS bf16"] < built.tol
+    assert "effdl cuda simple" in {c.name for c in built.candidates}
+    prefill = gpu_cases._build_int8_weight_linear(64, 32, 17, torch.device("cpu"), 4096)
+    assert "effdl cuda simple" not in {c.name for c in prefill.candidates}  # decode sizes only
 
 
 def test_dwsep_builder_on_cpu():

@@ -2,24 +2,25 @@
 // semantics of core/dwsep_conv.h:
 //   dw[b, oh, ow, c] = act_dw(sum_{i,j} x[b, ih, iw, c] * dw_w[i, j, c] + dw_b[c])
 //   y[b, oh, ow, co] = act_pw(sum_c dw[b, oh, ow, c] * pw_wt[c, co] + pw_b[co])
-// One block per output pixel (b, oh, ow): the block computes the depthwise
-// values of kBlock channels at a time into shared memory, then each thread
-// adds them into its output channel. The depthwise output never goes to memory.
+// dwsep_conv2d_kernel: one block per output pixel (b, oh, ow); the block
+// computes the depthwise values of kBlock channels at a time into shared
+// memory, then each thread adds them into its output channel. The fallback.
+// dwsep_conv2d_tiled_kernel: a block per 32 pixels x 64 output channels, the
+// depthwise tile in shared memory feeding a register-tiled pointwise product
+// (dwsep_tile.h). The depthwise output never goes to memory in either.
 #pragma once
 
 #include <cstdint>
 
 #include "../core/dwsep_conv.h"
 #include "common.cuh"
+#include "dwsep_tile.h"
 
 namespace effdl::gpu {
 
-// As core::activate, with the same comparisons: NaN falls through unchanged.
 template <typename A>
 __device__ __forceinline__ A apply_activation(A v, core::Activation act) {
-  if (act == core::Activation::kRelu) return v < A(0) ? A(0) : v;
-  if (act == core::Activation::kRelu6) return v < A(0) ? A(0) : (v > A(6) ? A(6) : v);
-  return v;
+  return dwtile::activate_hd(v, act);
 }
 
 // x [B, H, W, C] and y [B, Ho, Wo, Cout] contiguous; dw_w [kh, kw, C] and
@@ -67,6 +68,51 @@ __global__ void __launch_bounds__(kBlock)
       }
       // y is [B, Ho, Wo, Cout] contiguous and p = (b * Ho + oh) * Wo + ow
       if (co < s.Cout) y[p * s.Cout + co] = store<T>(apply_activation(acc, pw_act));
+    }
+  }
+}
+
+template <typename T>
+struct DwLoadX {
+  const T* x;
+  __device__ acc_t<T> operator()(int64_t i) const { return acc_t<T>(load(x[i])); }
+};
+template <typename T>
+struct DwStoreY {
+  T* y;
+  __device__ void operator()(int64_t i, acc_t<T> v) const { y[i] = store<T>(v); }
+};
+
+// Same arguments as dwsep_conv2d_kernel; launched with dwtile::kThreads
+// threads on a grid of (pixel tiles, Cout tiles), both looped past the grid.
+template <typename T>
+__global__ void __launch_bounds__(dwtile::kThreads)
+    dwsep_conv2d_tiled_kernel(core::DwsepShape s, const T* __restrict__ x, const acc_t<T>* __restrict__ dw_w,
+                              const acc_t<T>* __restrict__ dw_b, const acc_t<T>* __restrict__ pw_wt,
+                              const acc_t<T>* __restrict__ pw_b, core::Activation dw_act,
+                              core::Activation pw_act, T* __restrict__ y) {
+  using A = acc_t<T>;
+  using namespace dwtile;
+  __shared__ A dw_s[kP * kDwStride];
+  __shared__ A pw_s[kCc * kCo];
+  const int tid = int(threadIdx.x);
+  const int64_t pixels = s.B * s.Ho * s.Wo;
+  const int64_t p_tiles = (pixels + kP - 1) / kP, co_tiles = (s.Cout + kCo - 1) / kCo;
+  // every loop bound is uniform across the block: each thread reaches every __syncthreads()
+  for (int64_t ct = blockIdx.y; ct < co_tiles; ct += gridDim.y) {
+    const int64_t co0 = ct * kCo;
+    for (int64_t pt = blockIdx.x; pt < p_tiles; pt += gridDim.x) {
+      const int64_t p0 = pt * kP;
+      A acc[kTP][kTC];
+      init_acc(tid, s, pw_b, co0, acc);
+      for (int64_t c0 = 0; c0 < s.C; c0 += kCc) {
+        depthwise_phase(tid, s, DwLoadX<T>{x}, dw_w, dw_b, dw_act, p0, c0, dw_s);
+        pointwise_stage_phase(tid, s, pw_wt, c0, co0, pw_s);
+        __syncthreads();
+        accumulate_phase(tid, dw_s, pw_s, acc);
+        __syncthreads();  // the tiles are consumed before the next chunk overwrites them
+      }
+      store_phase(tid, s, acc, pw_act, p0, co0, DwStoreY<T>{y});
     }
   }
 }

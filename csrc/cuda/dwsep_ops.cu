@@ -6,6 +6,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <string>
 #include <type_traits>
 
@@ -13,6 +14,7 @@
 #include "../dispatch.h"
 #include "../dwsep_weights.h"
 #include "dwsep_kernels.cuh"
+#include "glue.h"
 
 namespace effdl {
 namespace {
@@ -39,8 +41,18 @@ at::Tensor dwsep_conv2d_cuda(const at::Tensor& x, const at::Tensor& dw_weight,
       static_assert(std::is_same_v<A, core::acc_t<CoreT>>, "CPU and CUDA compute types agree");
       const DwsepWeights w =
           dwsep_weights(s, dw_weight, dw_bias, pw_weight, pw_bias, acc_scalar_type<CoreT>());
-      constexpr int kBlock = gpu::kThreads;
-      const int64_t pixels = s.B * s.Ho * s.Wo;  // one block per output pixel
+      const int64_t pixels = s.B * s.Ho * s.Wo;
+      if (!gpu::simple_kernels_only()) {
+        const int64_t p_tiles = (pixels + dwtile::kP - 1) / dwtile::kP;
+        const dim3 grid(unsigned(std::min<int64_t>(p_tiles, gpu::kMaxBlocks)),
+                        unsigned(std::min<int64_t>((s.Cout + dwtile::kCo - 1) / dwtile::kCo, 65535)));
+        gpu::dwsep_conv2d_tiled_kernel<T><<<grid, dwtile::kThreads, 0, stream>>>(
+            s, data_as<T>(xn), data_as<A>(w.dw_w), w.dw_b.defined() ? data_as<A>(w.dw_b) : nullptr,
+            data_as<A>(w.pw_wt), w.pw_b.defined() ? data_as<A>(w.pw_b) : nullptr, dw_act, pw_act, data_as<T>(y));
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        return;
+      }
+      constexpr int kBlock = gpu::kThreads;  // one block per output pixel
       gpu::dwsep_conv2d_kernel<T, kBlock><<<gpu::grid_for(pixels, 1), kBlock, 0, stream>>>(
           s, data_as<T>(xn), data_as<A>(w.dw_w), w.dw_b.defined() ? data_as<A>(w.dw_b) : nullptr,
           data_as<A>(w.pw_wt), w.pw_b.defined() ? data_as<A>(w.pw_b) : nullptr, dw_act, pw_act,

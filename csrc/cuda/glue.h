@@ -3,8 +3,12 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 namespace effdl::gpu {
@@ -20,5 +24,33 @@ inline at::Tensor failure_flag(const at::Tensor& like) {
 // Waits for the kernels on the current stream (a host sync) and returns the
 // first failing index, or kNoFailure.
 inline int64_t first_failure(const at::Tensor& flag) { return flag.item<int64_t>(); }
+
+// EFFDL_CUDA_SIMPLE_KERNELS=1 keeps the simple CUDA kernels for every shape
+// (no tensor-core, GEMV or one-pass kernels), e.g. to compare both on one GPU.
+inline bool simple_kernels_only() {
+  const char* env = std::getenv("EFFDL_CUDA_SIMPLE_KERNELS");
+  return env != nullptr && std::strcmp(env, "1") == 0;
+}
+
+// Whether t's device may run the tensor-core kernels: sm_80 or newer.
+inline bool tensor_cores_usable(const at::Tensor& t) {
+  return !simple_kernels_only() && at::cuda::getDeviceProperties(t.device().index())->major >= 8;
+}
+
+inline int64_t multiprocessors(const at::Tensor& t) {
+  return at::cuda::getDeviceProperties(t.device().index())->multiProcessorCount;
+}
+
+inline bool aligned_to(const at::Tensor& t, uintptr_t bytes) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % bytes == 0;
+}
+
+// Grid of a tile kernel: x over n_tiles column tiles, y over row tiles (the
+// kernels loop over row tiles past the 65535 limit of gridDim.y), z over
+// `splits` K ranges.
+inline dim3 tile_grid(int64_t n_tiles, int64_t m_tiles, int64_t splits = 1) {
+  return dim3(unsigned(n_tiles), unsigned(std::min<int64_t>(std::max<int64_t>(m_tiles, 1), 65535)),
+              unsigned(splits));
+}
 
 }  // namespace effdl::gpu

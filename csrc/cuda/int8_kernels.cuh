@@ -1,5 +1,6 @@
 // int8 kernels, torch-free (semantics of core/int8.h):
 //   quantize_rows_kernel       one block per row: absmax reduction, then quantize
+//   quantize_rows_fused_kernel the same in one pass over x (rows up to 8192)
 //   int8_linear_kernel         one thread per output, exact int32 accumulation
 //   int8_weight_linear_kernel  one thread per output, fp32 accumulation
 // All arrays are contiguous row-major.
@@ -64,6 +65,66 @@ __global__ void __launch_bounds__(kBlock)
     for (int64_t k = tid; k < K; k += kBlock) {
       const float v = rintf(__fdiv_rn(load(xr[k]), s));
       qr[k] = int8_t(fminf(127.f, fmaxf(-127.f, v)));
+    }
+  }
+}
+
+// quantize_rows in one pass over x: a block per row keeps the kCache elements
+// each thread reads in registers while the block reduces absmax (warp
+// shuffles, then one value per warp through shared memory), and quantizes
+// them from there; rows longer than kBlock * kCache keep quantize_rows_kernel.
+// Bit for bit as quantize_rows_kernel (same ops on the same values).
+template <typename T, int kBlock, int kCache>
+__global__ void __launch_bounds__(kBlock)
+    quantize_rows_fused_kernel(const T* __restrict__ x, int64_t R, int64_t K, int8_t* __restrict__ q,
+                               float* __restrict__ scale, int64_t* first_bad_row) {
+  static_assert(kBlock % 32 == 0 && kBlock <= 1024, "whole warps");
+  constexpr int kWarps = kBlock / 32;
+  __shared__ float s_max[kWarps];
+  __shared__ int s_bad[kWarps];
+  const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {  // uniform across the block
+    const T* xr = x + r * K;
+    float v[kCache];
+    float amax = 0.f;
+    bool bad = false;
+#pragma unroll
+    for (int i = 0; i < kCache; ++i) {
+      const int64_t k = tid + int64_t(i) * kBlock;
+      v[i] = k < K ? load(xr[k]) : 0.f;
+      if (isfinite(v[i])) {
+        amax = fmaxf(amax, fabsf(v[i]));
+      } else {
+        bad = true;
+      }
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    const bool warp_bad = __any_sync(0xffffffffu, bad) != 0;
+    if (lane == 0) {
+      s_max[warp] = amax;
+      s_bad[warp] = warp_bad ? 1 : 0;
+    }
+    __syncthreads();
+    float absmax = s_max[0];
+    int row_bad = s_bad[0];
+#pragma unroll
+    for (int w = 1; w < kWarps; ++w) {
+      absmax = fmaxf(absmax, s_max[w]);
+      row_bad |= s_bad[w];
+    }
+    __syncthreads();  // all have read s_* before the next row overwrites them
+    if (row_bad != 0) {
+      if (tid == 0) record_first(first_bad_row, r);
+      continue;
+    }
+    const float s = fmaxf(__fdiv_rn(absmax, 127.f), kQuantScaleEps);
+    if (tid == 0) scale[r] = s;
+    int8_t* qr = q + r * K;
+#pragma unroll
+    for (int i = 0; i < kCache; ++i) {
+      const int64_t k = tid + int64_t(i) * kBlock;
+      if (k < K) qr[k] = int8_t(fminf(127.f, fmaxf(-127.f, rintf(__fdiv_rn(v[i], s)))));
     }
   }
 }

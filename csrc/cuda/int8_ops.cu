@@ -8,10 +8,28 @@
 #include "../checks.h"
 #include "../dispatch.h"
 #include "glue.h"
+#include "int8_gemv_kernel.cuh"
 #include "int8_kernels.cuh"
+#include "int8_tc_kernels.cuh"
 
 namespace effdl {
 namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The int8 tensor-core kernel needs K % 16 == 0 (whole 16-byte chunks, zero
+// filled past K), 16-byte aligned q and wq, and sm_80+.
+bool int8_tensor_core_path(const at::Tensor& q2, const at::Tensor& wq, int64_t K) {
+  return K > 0 && K % 16 == 0 && gpu::aligned_to(q2, 16) && gpu::aligned_to(wq, 16) &&
+         gpu::tensor_cores_usable(wq);
+}
+
+// The weight-only GEMV kernel: M <= 16 rows, K % 16 == 0 (16-byte weight
+// chunks), 16-byte aligned x (fp32) and wq. Any arch.
+bool int8_gemv_path(const at::Tensor& x2, const at::Tensor& wq, int64_t M, int64_t K) {
+  return M <= gpu::kGemvMaxM && K > 0 && K % 16 == 0 && gpu::aligned_to(x2, 16) && gpu::aligned_to(wq, 16) &&
+         !gpu::simple_kernels_only();
+}
 
 std::tuple<at::Tensor, at::Tensor> quantize_rows_cuda(const at::Tensor& x) {
   check_quantize_rows(x);
@@ -27,6 +45,13 @@ std::tuple<at::Tensor, at::Tensor> quantize_rows_cuda(const at::Tensor& x) {
   dispatch_act_float(x.scalar_type(), "quantize_rows", [&](auto tag) {
     using T = gpu::device_t<typename decltype(tag)::type>;
     constexpr int kBlock = gpu::kThreads;
+    constexpr int kCache = 32;  // elements per thread held in registers by the one-pass kernel
+    if (K <= int64_t(kBlock) * kCache && !gpu::simple_kernels_only()) {
+      gpu::quantize_rows_fused_kernel<T, kBlock, kCache><<<gpu::grid_for(R, 1), kBlock, 0, stream>>>(
+          data_as<T>(x2), R, K, q.data_ptr<int8_t>(), scale.data_ptr<float>(), first_bad.data_ptr<int64_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
+    }
     gpu::quantize_rows_kernel<T, kBlock><<<gpu::grid_for(R, 1), kBlock, 0, stream>>>(
         data_as<T>(x2), R, K, q.data_ptr<int8_t>(), scale.data_ptr<float>(),
         first_bad.data_ptr<int64_t>());
@@ -54,6 +79,25 @@ at::Tensor int8_linear_cuda(const at::Tensor& q, const at::Tensor& q_scale, cons
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   dispatch_act_float(out_t, "int8_linear", [&](auto tag) {
     using Out = gpu::device_t<typename decltype(tag)::type>;
+    if (int8_tensor_core_path(q2, wq, K)) {
+      const int64_t n_tiles = ceil_div(N, mma::kTileN), m_tiles = ceil_div(M, mma::kTileM);
+      const mma::SplitK plan = mma::splitk_plan(ceil_div(K, mma::kI8BK), n_tiles * std::min<int64_t>(m_tiles, 65535),
+                                                gpu::multiprocessors(wq));
+      const at::Tensor partial =
+          plan.splits > 1 ? at::empty({plan.splits, M, N}, q2.options().dtype(at::kInt)) : at::Tensor();
+      const float* bp = b32.defined() ? b32.data_ptr<float>() : nullptr;
+      gpu::int8_linear_tc_kernel<Out><<<gpu::tile_grid(n_tiles, m_tiles, plan.splits), mma::kTileThreads, 0, stream>>>(
+          q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(), bp, M, N, K,
+          plan.per, partial.defined() ? partial.data_ptr<int32_t>() : nullptr, data_as<Out>(y));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      if (plan.splits > 1) {
+        gpu::int8_splitk_reduce_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
+            partial.data_ptr<int32_t>(), plan.splits, qs.data_ptr<float>(), ws.data_ptr<float>(), bp, M, N,
+            data_as<Out>(y));
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
+      return;
+    }
     gpu::int8_linear_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
         q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
         b32.defined() ? b32.data_ptr<float>() : nullptr, M, N, K, data_as<Out>(y));
@@ -77,6 +121,15 @@ at::Tensor int8_weight_linear_cuda(const at::Tensor& x, const at::Tensor& wq_in,
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   dispatch_act_float(x.scalar_type(), "int8_weight_linear", [&](auto tag) {
     using Out = gpu::device_t<typename decltype(tag)::type>;
+    if (int8_gemv_path(x2, wq, M, K)) {
+      const int64_t warps = ceil_div(N, gpu::kGemvRows);
+      gpu::int8_weight_gemv_kernel<Out>
+          <<<gpu::grid_for(warps, gpu::kGemvWarps), gpu::kGemvWarps * 32, 0, stream>>>(
+              x2.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
+              b32.defined() ? b32.data_ptr<float>() : nullptr, int(M), N, K, data_as<Out>(y));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
+    }
     gpu::int8_weight_linear_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
         x2.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
         b32.defined() ? b32.data_ptr<float>() : nullptr, M, N, K, data_as<Out>(y));

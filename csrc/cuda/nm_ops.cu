@@ -11,6 +11,7 @@
 #include "../dispatch.h"
 #include "glue.h"
 #include "nm_kernels.cuh"
+#include "nm_tc_kernels.cuh"
 
 namespace effdl {
 namespace {
@@ -76,6 +77,17 @@ at::Tensor nm_decompress_cuda(const at::Tensor& values_in, const at::Tensor& met
   return w;
 }
 
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The sparse tensor-core kernel covers 2:4 fp16/bf16 with K a positive multiple
+// of 64 (its K block) and 16-byte aligned x and values (8-byte aligned meta),
+// on sm_80+; everything else keeps the simple kernel.
+bool nm24_tensor_core_path(const at::Tensor& x2, const at::Tensor& values, const at::Tensor& meta, int64_t n,
+                           int64_t m, int64_t K, int64_t N) {
+  return n == 2 && m == 4 && K >= mma::kNmBK && K % mma::kNmBK == 0 && gpu::aligned_to(x2, 16) &&
+         gpu::aligned_to(values, 16) && gpu::aligned_to(meta, 8) && gpu::tensor_cores_usable(values);
+}
+
 at::Tensor nm_linear_cuda(const at::Tensor& x, const at::Tensor& values_in,
                           const at::Tensor& meta_in, int64_t n, int64_t m,
                           const c10::optional<at::Tensor>& bias_in) {
@@ -99,6 +111,26 @@ at::Tensor nm_linear_cuda(const at::Tensor& x, const at::Tensor& values_in,
   }
   dispatch_float(values.scalar_type(), "nm_linear", [&](auto tag) {
     using T = gpu::device_t<typename decltype(tag)::type>;
+    if constexpr (sizeof(T) == 2) {  // fp16, bf16: 2:4 on sparse tensor cores where the shape allows
+      if (nm24_tensor_core_path(x2, values, meta, n, m, K, N)) {
+        const int64_t n_tiles = ceil_div(N, mma::kTileM), m_tiles = ceil_div(M, mma::kTileN);
+        const mma::SplitK plan = mma::splitk_plan(K / mma::kNmBK, n_tiles * std::min<int64_t>(m_tiles, 65535),
+                                                  gpu::multiprocessors(values));
+        const at::Tensor partial =
+            plan.splits > 1 ? at::empty({plan.splits, M, N}, x2.options().dtype(at::kFloat)) : at::Tensor();
+        gpu::nm24_linear_tc_kernel<T><<<gpu::tile_grid(n_tiles, m_tiles, plan.splits), mma::kTileThreads, 0, stream>>>(
+            data_as<T>(x2), data_as<T>(values), meta.data_ptr<uint8_t>(), bias.defined() ? data_as<T>(bias) : nullptr,
+            M, N, K, plan.per, partial.defined() ? partial.data_ptr<float>() : nullptr, data_as<T>(y));
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        if (plan.splits > 1) {
+          gpu::nm_splitk_reduce_kernel<T><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
+              partial.data_ptr<float>(), plan.splits, bias.defined() ? data_as<T>(bias) : nullptr, M, N,
+              data_as<T>(y));
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        }
+        return;
+      }
+    }
     gpu::nm_linear_kernel<T><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
         data_as<T>(x2), data_as<T>(values), meta.data_ptr<uint8_t>(),
         bias.defined() ? data_as<T>(bias) : nullptr, M, N, K, meta_bytes, int(n), int(m),

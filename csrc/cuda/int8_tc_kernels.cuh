@@ -1,0 +1,150 @@
+// int8_linear on int8 tensor cores (mma m16n8k32 s8.s8.s32, sm_80+):
+// y[M, N] = float(q[M, K] @ wq[N, K].T) * q_scale[:, None] * w_scale[None, :]
+// + bias, exact int32 accumulation, the epilogue of int8_linear_kernel (same
+// ops, same order). A = q, B = wq^T; index maps in mma_layout.h.
+//
+// Split-K (decode sizes, mma_layout.h splitk_plan): grid z picks a range of
+// kb_per_split K blocks; with `partial` non-null the block writes its int32
+// sums to partial[z, M, N] and int8_splitk_reduce_kernel adds them (exact:
+// every partial sum is a sub-sum of one bounded by the K check) and applies
+// the same epilogue, so the result is bit for bit the unsplit one.
+//
+// Requirements (else the glue keeps int8_linear_kernel): K % 16 == 0, q and
+// wq 16-byte aligned and contiguous. A K-block past K is zero-filled per
+// 16-byte chunk (zeros add nothing to an integer sum); rows past M or N too.
+#pragma once
+
+#include <cstdint>
+
+#include "common.cuh"
+#include "mma_layout.h"
+#include "mma_ptx.cuh"
+
+namespace effdl::gpu {
+
+struct I8TcStage {
+  int8_t q[mma::kTileM][mma::kI8Stride];
+  int8_t w[mma::kTileN][mma::kI8Stride];
+};
+
+// One [64 rows x BK bytes] operand tile of rows [r0, r0 + 64) of src[rows, K].
+__device__ __forceinline__ void i8_tc_load_tile(int8_t (*dst)[mma::kI8Stride], const int8_t* __restrict__ src,
+                                                int64_t rows, int64_t K, int64_t r0, int64_t k0, int tid) {
+  using namespace mma;
+  constexpr int kChunks = kI8BK / 16;
+#pragma unroll
+  for (int it = 0; it < tile_iters(kTileM, kChunks); ++it) {
+    const int r = tile_row(tid, it, kChunks), c = tile_chunk(tid, it, kChunks);
+    const int64_t k = k0 + c * 16;
+    const bool ok = r0 + r < rows && k < K;  // K % 16 == 0: a chunk is all in or all out
+    cp_async16(&dst[r][c * 16], ok ? src + (r0 + r) * K + k : src, ok);
+  }
+}
+
+// The epilogue of int8_linear_kernel: non-contractible fp32 ops in its order.
+template <typename Out>
+__device__ __forceinline__ Out int8_tc_epilogue(int32_t acc, float qs, float ws, const float* bias, int64_t o) {
+  float v = __fmul_rn(__fmul_rn(__int2float_rn(acc), qs), ws);
+  if (bias != nullptr) v = __fadd_rn(v, bias[o]);
+  return store<Out>(v);
+}
+
+template <typename Out>
+__global__ void __launch_bounds__(mma::kTileThreads)
+    int8_linear_tc_kernel(const int8_t* __restrict__ q, const float* __restrict__ q_scale,
+                          const int8_t* __restrict__ wq, const float* __restrict__ w_scale,
+                          const float* __restrict__ bias, int64_t M, int64_t N, int64_t K, int64_t kb_per_split,
+                          int32_t* __restrict__ partial, Out* __restrict__ y) {
+  using namespace mma;
+  __shared__ __align__(16) I8TcStage stage[2];
+  const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int wm = warp_m0(warp), wn = warp_n0(warp);
+  const int64_t n0 = int64_t(blockIdx.x) * kTileN;
+  const int64_t kblocks = (K + kI8BK - 1) / kI8BK;
+  const int64_t kb0 = int64_t(blockIdx.z) * kb_per_split;
+  const int64_t kb1 = kb0 + kb_per_split < kblocks ? kb0 + kb_per_split : kblocks;
+  const int64_t mtiles = (M + kTileM - 1) / kTileM;
+  for (int64_t mt = blockIdx.y; mt < mtiles; mt += gridDim.y) {  // uniform across the block
+    const int64_t m0 = mt * kTileM;
+    int32_t acc[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[i][j][e] = 0;
+
+    if (kb0 < kb1) {
+      i8_tc_load_tile(stage[kb0 & 1].q, q, M, K, m0, kb0 * kI8BK, tid);
+      i8_tc_load_tile(stage[kb0 & 1].w, wq, N, K, n0, kb0 * kI8BK, tid);
+    }
+    cp_async_commit();
+    for (int64_t kb = kb0; kb < kb1; ++kb) {
+      if (kb + 1 < kb1) {
+        I8TcStage& next = stage[(kb + 1) & 1];
+        i8_tc_load_tile(next.q, q, M, K, m0, (kb + 1) * kI8BK, tid);
+        i8_tc_load_tile(next.w, wq, N, K, n0, (kb + 1) * kI8BK, tid);
+        cp_async_commit();
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      __syncthreads();
+      const I8TcStage& s = stage[kb & 1];
+#pragma unroll
+      for (int ks = 0; ks < kI8BK / 32; ++ks) {
+        uint32_t a[2][4], b[4][2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          ldmatrix_x4(a[i], &s.q[wm + 16 * i + ldsm_a_row(lane)][ks * 32 + 2 * ldsm_a_unit(lane)]);
+        }
+#pragma unroll
+        for (int p = 0; p < 2; ++p) {  // two n8 tiles per ldmatrix
+          uint32_t r[4];
+          ldmatrix_x4(r, &s.w[wn + 16 * p + ldsm_b8_row(lane)][ks * 32 + 2 * ldsm_b8_unit(lane)]);
+          b[2 * p][0] = r[0];
+          b[2 * p][1] = r[1];
+          b[2 * p + 1][0] = r[2];
+          b[2 * p + 1][1] = r[3];
+        }
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) mma_s8_16832(acc[i][j], a[i], b[j]);
+      }
+      __syncthreads();  // the stage is free for the load two steps on
+    }
+
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int el = 0; el < 4; ++el) {
+          const int64_t t = m0 + wm + 16 * i + acc_row(lane, el);  // token (A row)
+          const int64_t o = n0 + wn + 8 * j + acc_col(lane, el);   // feature (B column)
+          if (t < M && o < N) {
+            if (partial != nullptr) {
+              partial[(int64_t(blockIdx.z) * M + t) * N + o] = acc[i][j][el];
+            } else {
+              y[t * N + o] = int8_tc_epilogue<Out>(acc[i][j][el], q_scale[t], w_scale[o], bias, o);
+            }
+          }
+        }
+  }
+}
+
+// y[t, o] = epilogue(sum_z partial[z, t, o]); one thread per output.
+template <typename Out>
+__global__ void int8_splitk_reduce_kernel(const int32_t* __restrict__ partial, int64_t splits,
+                                          const float* __restrict__ q_scale, const float* __restrict__ w_scale,
+                                          const float* __restrict__ bias, int64_t M, int64_t N, Out* __restrict__ y) {
+  const int64_t total = M * N;
+  for (int64_t i = global_thread(); i < total; i += grid_threads()) {
+    int32_t acc = 0;
+    for (int64_t z = 0; z < splits; ++z) acc += partial[z * total + i];
+    y[i] = int8_tc_epilogue<Out>(acc, q_scale[i / N], w_scale[i % N], bias, i % N);
+  }
+}
+
+}  // namespace effdl::gpu
