@@ -220,8 +220,8 @@ std::vector<double> nm_emulate(const std::vector<float>& x, const std::vector<fl
   std::vector<double> y(sz(M * N), 0.0);
   writes.assign(sz(M * N), 0);
   const int64_t kblocks = K / kNmBK;
-  for (int64_t kb0 = 0; kb0 < kblocks; kb0 += per)
-  for (int64_t n0 = 0; n0 < N; n0 += kTileM) {
+  for (int64_t kb0 = 0; kb0 < kblocks; kb0 += per)  // one split at a time (grid z)
+    for (int64_t n0 = 0; n0 < N; n0 += kTileM) {
     for (int64_t m0 = 0; m0 < M; m0 += kTileN) {
       std::vector<std::array<double[16][8], 8>> acc(4);  // [warp][i * 4 + j]
       for (auto& w : acc)
@@ -337,8 +337,8 @@ std::vector<int64_t> i8_emulate(const std::vector<int8_t>& q, const std::vector<
   std::vector<int64_t> y(sz(M * N), 0);
   writes.assign(sz(M * N), 0);
   const int64_t kblocks = (K + kI8BK - 1) / kI8BK;
-  for (int64_t kb0 = 0; kb0 < kblocks; kb0 += per)
-  for (int64_t n0 = 0; n0 < N; n0 += kTileN) {
+  for (int64_t kb0 = 0; kb0 < kblocks; kb0 += per)  // one split at a time (grid z)
+    for (int64_t n0 = 0; n0 < N; n0 += kTileN) {
     for (int64_t m0 = 0; m0 < M; m0 += kTileM) {
       std::vector<std::array<int64_t[16][8], 8>> acc(4);
       for (auto& w : acc)
