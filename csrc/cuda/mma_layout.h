@@ -1,5 +1,5 @@
 // Index maps of the tensor-core kernels, torch-free and CUDA-free, so the same
-// functions drive the kernels (mma_kernels.cuh) and their CPU emulation test
+// functions drive the kernels (nm_tc_kernels.cuh, int8_tc_kernels.cuh) and their CPU emulation test
 // (tests/native/test_mma_layout.cpp), which checks them against the fragment
 // semantics of the PTX ISA and the dense product.
 //
@@ -123,7 +123,7 @@ EFFDL_HD int warp_n0(int warp) { return (warp >> 1) * kWarpN; }
 constexpr int kNmBK = 64;
 constexpr int kNmValStride = kNmBK / 2 + 8;  // 16-bit units per shared values row (80 bytes)
 constexpr int kNmXStride = kNmBK + 8;        // 16-bit units per shared x row (144 bytes)
-constexpr int kNmMetaStride = kNmBK / 8;     // bytes per shared meta row (unpadded: 16-bit reads only)
+constexpr int kNmMetaStride = kNmBK / 8;     // bytes per shared meta row (unpadded: read a byte at a time)
 
 // int8 (A = q, B = wq): BK = 64 bytes.
 constexpr int kI8BK = 64;
