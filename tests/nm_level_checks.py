@@ -86,8 +86,15 @@ def main() -> int:
             if "meta is not a valid 2:4 mask" not in str(e):
                 bad.append(f"nm_linear M={M}: unexpected error {e}")
         try:
-            ops.nm_int8_linear(torch.ones(M, 40, dtype=torch.int8), torch.ones(M), values.to(torch.int8), meta,
-                               2, 4, torch.ones(6))
+            ops.nm_int8_linear(
+                torch.ones(M, 40, dtype=torch.int8),
+                torch.ones(M),
+                values.to(torch.int8),
+                meta,
+                2,
+                4,
+                torch.ones(6),
+            )
             bad.append(f"nm_int8_linear M={M}: a corrupt mask was accepted")
         except RuntimeError as e:
             if "meta is not a valid 2:4 mask" not in str(e):
@@ -100,7 +107,9 @@ def main() -> int:
         v = values.clone().requires_grad_(True)
         b = torch.randn(7, dtype=torch.float64, requires_grad=True)
         cases += 1
-        if not torch.autograd.gradcheck(lambda x, v, b: ops.nm_linear(x, v, meta, 2, 4, b), (x, v, b)):
+        if not torch.autograd.gradcheck(
+            lambda x, v, b, meta=meta: ops.nm_linear(x, v, meta, 2, 4, b), (x, v, b)
+        ):
             bad.append(f"nm_linear gradients M={M}")
     print(json.dumps({"isa": effdl.info()["cpu_kernel_isa"], "cases": cases, "bad": bad}))
     return 1 if bad else 0

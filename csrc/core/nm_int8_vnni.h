@@ -74,11 +74,13 @@ EFFDL_NMQ_TARGET inline __m512i expand24(uint64_t meta8, __m256i kept) {
   // leaves byte j's high nibble in its low bits); vpermd reads only the low 4
   // bits of each index, so the nibbles need no masking
   const __m128i m = _mm_cvtsi64_si128(int64_t(meta8));
-  const __m512i nib = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(m, _mm_srli_epi16(m, 4)));
-  const __m512i idx = _mm512_add_epi32(_mm512_permutexvar_epi32(nib, table), base);
+  // (maskz forms throughout: the plain ones trip GCC 12's -Wmaybe-uninitialized)
+  const __m512i nib = _mm512_maskz_cvtepu8_epi32(__mmask16(0xffff), _mm_unpacklo_epi8(m, _mm_srli_epi16(m, 4)));
+  const __m512i idx = _mm512_add_epi32(_mm512_maskz_permutexvar_epi32(__mmask16(0xffff), nib, table), base);
   // lane L gets kept bytes 8L .. 8L + 7 in its low half
-  const __m512i lanes = _mm512_permutexvar_epi64(_mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0),
-                                                 _mm512_zextsi256_si512(kept));
+  const __m512i wide = _mm512_maskz_inserti64x4(__mmask8(0xff), _mm512_setzero_si512(), kept, 0);
+  const __m512i lanes =
+      _mm512_maskz_permutexvar_epi64(__mmask8(0xff), _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0), wide);
   return _mm512_xor_si512(_mm512_shuffle_epi8(lanes, idx), _mm512_set1_epi8(char(0x80)));
 }
 
