@@ -40,7 +40,7 @@ namespace effdl::core {
 
 // Weight rows decoded at once by the strip kernel (their columns and values, in
 // L2), and the bytes of xt a chunk of K spans per strip (in L1).
-constexpr int64_t kNmBlockDecodeBytes = 1 << 18;
+constexpr int64_t kNmBlockDecodeBytes = 1 << 20;
 constexpr int64_t kNmChunkBytes = 1 << 14;
 // The int8 path sums each chunk's products in fp32, exact while a chunk holds
 // at most kNmInt8ExactChunk (1024) products: a chunk spans at most
