@@ -314,6 +314,8 @@ LINEAR_SHAPES_FULL = [
     (4096, 11008),
 ]
 LINEAR_M_FULL = (1, 16, 128)
+# the N:M ops also at M = 4 (x read directly) and 512 (packed x, many strips)
+NM_M_FULL = (1, 4, 16, 128, 512)
 LINEAR_QUICK = [(768, 768, 1), (768, 768, 128), (4096, 4096, 1)]
 
 
@@ -470,7 +472,8 @@ def cases(op_names: list[str], quick: bool) -> list[Case]:
             if quick:
                 out += [_linear_case(op, K, N, M) for K, N, M in LINEAR_QUICK]
             else:
-                out += [_linear_case(op, K, N, M) for K, N in LINEAR_SHAPES_FULL for M in LINEAR_M_FULL]
+                ms = NM_M_FULL if op in ("nm_linear", "nm_int8_linear") else LINEAR_M_FULL
+                out += [_linear_case(op, K, N, M) for K, N in LINEAR_SHAPES_FULL for M in ms]
         elif op == "dwsep_conv2d":
             if quick:
                 out += [_dwsep_case(C, H, Co, s, B) for C, H, Co, s, B in DWSEP_QUICK]

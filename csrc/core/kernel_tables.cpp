@@ -14,7 +14,9 @@
 #include "int8.h"
 #include "int8_vnni.h"
 #include "nm_int8_linear.h"
+#include "nm_int8_vnni.h"
 #include "nm_linear.h"
+#include "nm_linear_simd.h"
 
 namespace effdl::core {
 

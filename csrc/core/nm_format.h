@@ -11,7 +11,9 @@
 //                      kept value) and general N:M costs m bits per group.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "dtype.h"
 
@@ -99,6 +101,53 @@ inline bool nm_decode_row(const uint8_t* meta, int64_t K, int n, int m, int32_t*
     }
   }
   return true;
+}
+
+// Whether one row of meta is a valid N:M mask (exactly n bits in each group of
+// m, none past K) — nm_decode_row's check without writing the columns, so the
+// fast kernels can read the bitmap directly. 2:4 checks sixteen groups per
+// 64-bit word at once: the nibble popcounts must all be 2 (0 past K).
+inline bool nm_meta_row_valid(const uint8_t* meta, int64_t K, int n, int m) {
+  const int64_t bytes = nm_meta_bytes(K);
+  if (n == 2 && m == 4) {
+    const int64_t groups = K / 4;
+    for (int64_t b = 0; b < bytes; b += 8) {
+      uint64_t w = 0;
+      if (b + 8 <= bytes) {
+        std::memcpy(&w, meta + b, 8);  // little-endian hosts: byte t is bits 8t..8t+7
+      } else {
+        for (int64_t t = 0; b + t < bytes; ++t) w |= uint64_t(meta[b + t]) << (8 * t);
+      }
+      const int64_t live = std::min<int64_t>(16, groups - b * 2);  // groups of this word below K
+      const uint64_t want = 0x2222222222222222ull & (live >= 16 ? ~0ull : (1ull << (4 * live)) - 1);
+      uint64_t c = w - ((w >> 1) & 0x5555555555555555ull);              // 2-bit counts
+      c = (c & 0x3333333333333333ull) + ((c >> 2) & 0x3333333333333333ull);  // nibble counts
+      if (c != want) return false;
+    }
+    return true;
+  }
+  const ByteBits* table = byte_bits();
+  for (int64_t c = 0; c < K; c += m) {  // a group spans at most 3 bytes (m <= 16)
+    uint32_t w = 0;
+    for (int64_t t = 0; t < 3 && (c >> 3) + t < bytes; ++t) w |= uint32_t(meta[(c >> 3) + t]) << (8 * t);
+    w = (w >> (c & 7)) & ((1u << m) - 1);
+    if (table[w & 0xff].count + table[w >> 8].count != n) return false;
+  }
+  const int tail = int(K & 7);  // bits past K in the last byte
+  return tail == 0 || (meta[bytes - 1] >> tail) == 0;
+}
+
+// The kept column indices of a row whose meta is valid (nm_meta_row_valid), in
+// column order, into cols[K / m * n]. Each meta byte writes 8 entries (a fixed
+// trip count, no branch), so cols needs 8 entries of slack past the row.
+inline void nm_row_cols(const uint8_t* meta, int64_t K, int32_t* cols) {
+  const ByteBits* table = byte_bits();
+  int64_t j = 0;
+  for (int64_t b = 0; b < nm_meta_bytes(K); ++b) {
+    const ByteBits& e = table[meta[b]];
+    for (int t = 0; t < 8; ++t) cols[j + t] = int32_t(b * 8 + e.pos[t]);  // fixed trip: no branch
+    j += e.count;
+  }
 }
 
 // Decompresses one row; cols is scratch of K / m * n entries. False on bad meta.

@@ -9,7 +9,7 @@
 //     its kept values widened to int16; for each input row the activations at
 //     the kept columns are gathered into int16 and dotted with them, an int16
 //     dot product with int32 sums (vpmaddwd; vpdpwssd where VNNI exists).
-//   packed (larger M): q is transposed once into fp32 qt[K, Mp]; each kept
+//   packed (larger M): q is transposed once into fp32 qt[K, ld]; each kept
 //     weight then updates a strip of outputs with fp32 multiply-adds. This is
 //     exact: every product is an integer of magnitude <= 2^14, and summing at
 //     most kNmInt8ExactChunk = 1024 of them keeps every partial sum an integer
@@ -31,15 +31,15 @@ namespace effdl::core {
 constexpr int64_t kNmInt8GatherMaxRows = 4;
 constexpr int64_t kNmInt8ExactChunk = 1024;  // 1024 * 2^14 = 2^24
 
-// qt[K, Mp] = q[M, K].T as fp32 (exact), zero padded to Mp = nm_padded_rows(M)
-// rows. Rows [k_begin, k_end) of qt.
+// qt[K, nm_xt_stride(M)] = q[M, K].T as fp32 (exact), zero past row M: the
+// layout of nm_linear.h's xt. Rows [k_begin, k_end) of qt.
 inline void nm_int8_pack_q_transposed(const int8_t* q, int64_t ldq, int64_t M, int64_t k_begin,
                                       int64_t k_end, float* qt) {
-  const int64_t Mp = nm_padded_rows(M);
+  const int64_t ld = nm_xt_stride(M);
   for (int64_t k = k_begin; k < k_end; ++k) {
-    float* row = qt + k * Mp;
+    float* row = qt + k * ld;
     for (int64_t i = 0; i < M; ++i) row[i] = float(q[i * ldq + k]);
-    for (int64_t i = M; i < Mp; ++i) row[i] = 0.f;
+    for (int64_t i = M; i < ld; ++i) row[i] = 0.f;
   }
 }
 
@@ -74,7 +74,7 @@ bool nm_int8_linear_block(const int8_t* q, int64_t ldq, const float* qt, const f
       continue;
     }
     for (int64_t j = 0; j < kept; ++j) wf[j] = float(vrow[j]);
-    const int64_t Mp = nm_padded_rows(M);
+    const int64_t Mp = nm_padded_rows(M), ld = nm_xt_stride(M);
     for (int64_t i0 = 0; i0 < Mp; i0 += kNmStrip) {
       const int64_t len = std::min(kNmStrip, Mp - i0);  // a multiple of kNmPad
       int32_t acc[kNmStrip];
@@ -85,7 +85,7 @@ bool nm_int8_linear_block(const int8_t* q, int64_t ldq, const float* qt, const f
         for (int64_t t = 0; t < len; ++t) part[t] = 0.f;
         for (int64_t j = j0; j < j1; ++j) {
           const float v = wf[j];
-          const float* qr = qt + int64_t(cols[j]) * Mp + i0;
+          const float* qr = qt + int64_t(cols[j]) * ld + i0;
           for (int64_t t = 0; t < len; ++t) part[t] += v * qr[t];
         }
         for (int64_t t = 0; t < len; ++t) acc[t] += int32_t(part[t]);

@@ -1,6 +1,10 @@
 // N:M sparse linear y[M, N] = x[M, K] @ W[N, K].T + bias, W in nm_format.h
 // storage, torch-free. Only the kept weights are multiplied: the work is
 // M * N * K * n / m multiply-adds.
+//
+// This is the portable core (every level's fallback, and the only one for
+// fp16 / fp64); nm_linear_simd.h has the AVX2 / AVX-512 kernels for fp32 and
+// bf16, which read the same packed x.
 #pragma once
 
 #include <algorithm>
@@ -12,25 +16,34 @@
 
 namespace effdl::core {
 
-// Below this many rows of x the gather-dot path wins; above it x is packed
-// transposed so each kept weight updates a contiguous strip of outputs (a
-// vectorisable axpy instead of a gather).
+// Up to this many rows of x the kernels read x directly; above it the glue
+// packs x transposed (nm_pack_x_transposed) so each kept weight updates a
+// contiguous strip of outputs (a vectorisable axpy instead of a gather).
 constexpr int64_t kNmGatherMaxRows = 4;
-constexpr int64_t kNmPad = 16;     // xt rows are padded to this many columns
-constexpr int64_t kNmStrip = 128;  // output rows accumulated at once (in L1)
+constexpr int64_t kNmPad = 16;    // xt rows are padded to a multiple of this many columns
+constexpr int64_t kNmStrip = 64;  // rows of x one strip of outputs covers
 
 inline int64_t nm_padded_rows(int64_t M) { return (M + kNmPad - 1) / kNmPad * kNmPad; }
 
-// xt[K, Mp] = x[M, K].T in the accumulator type, zero padded to Mp rows
-// (Mp = nm_padded_rows(M)). Rows [k_begin, k_end) of xt.
+// The row stride of xt: Mp = nm_padded_rows(M) plus kNmPad when Mp / kNmPad is
+// even, so that consecutive rows of xt start an odd number of cache lines
+// apart. A strip kernel reads kNmStrip columns of many rows; with a stride of a
+// power-of-two number of lines those would crowd a few cache sets.
+inline int64_t nm_xt_stride(int64_t M) {
+  const int64_t Mp = nm_padded_rows(M);
+  return (Mp / kNmPad) % 2 == 0 ? Mp + kNmPad : Mp;
+}
+
+// xt[K, nm_xt_stride(M)] = x[M, K].T in the accumulator type, zero past row M.
+// Rows [k_begin, k_end) of xt.
 template <typename T>
 void nm_pack_x_transposed(const T* x, int64_t ldx, int64_t M, int64_t k_begin, int64_t k_end,
                           acc_t<T>* xt) {
-  const int64_t Mp = nm_padded_rows(M);
+  const int64_t ld = nm_xt_stride(M);
   for (int64_t k = k_begin; k < k_end; ++k) {
-    acc_t<T>* row = xt + k * Mp;
+    acc_t<T>* row = xt + k * ld;
     for (int64_t i = 0; i < M; ++i) row[i] = load(x[i * ldx + k]);
-    for (int64_t i = M; i < Mp; ++i) row[i] = 0;
+    for (int64_t i = M; i < ld; ++i) row[i] = 0;
   }
 }
 
@@ -46,7 +59,7 @@ bool nm_linear_block(const T* x, int64_t ldx, const acc_t<T>* xt, int64_t M, int
   const int64_t meta_bytes = nm_meta_bytes(K);
   std::vector<int32_t> cols(size_t(std::max<int64_t>(kept, 1)));
   std::vector<A> vals(size_t(std::max<int64_t>(kept, 1)));
-  const int64_t Mp = nm_padded_rows(M);
+  const int64_t Mp = nm_padded_rows(M), ld = nm_xt_stride(M);
   for (int64_t o = o_begin; o < o_end; ++o) {
     if (!nm_decode_row(meta + o * meta_bytes, K, n, m, cols.data())) return false;
     const T* vrow = values + o * kept;
@@ -68,7 +81,7 @@ bool nm_linear_block(const T* x, int64_t ldx, const acc_t<T>* xt, int64_t M, int
       for (int64_t t = 0; t < len; ++t) acc[t] = 0;
       for (int64_t j = 0; j < kept; ++j) {
         const A v = vals[j];
-        const A* xr = xt + int64_t(cols[j]) * Mp + i0;
+        const A* xr = xt + int64_t(cols[j]) * ld + i0;
         for (int64_t t = 0; t < len; ++t) acc[t] += v * xr[t];
       }
       const int64_t rows = std::min(len, M - i0);

@@ -33,7 +33,7 @@ at::Tensor nm_int8_linear_cpu(const at::Tensor& q, const at::Tensor& q_scale,
   at::Tensor qt;
   const float* qtp = nullptr;
   if (M > core::kNmInt8GatherMaxRows) {
-    qt = at::empty({K, core::nm_padded_rows(M)}, q.options().dtype(at::kFloat));
+    qt = at::empty({K, core::nm_xt_stride(M)}, q.options().dtype(at::kFloat));
     float* dst = qt.data_ptr<float>();
     at::parallel_for(0, K, grain_for(M), [&](int64_t b, int64_t e) {
       table.nm_int8_pack_q_transposed(qp, K, M, b, e, dst);

@@ -93,7 +93,7 @@ at::Tensor nm_linear_cpu(const at::Tensor& x, const at::Tensor& values_in,
     at::Tensor xt;
     const A* xtp = nullptr;
     if (M > core::kNmGatherMaxRows) {
-      xt = at::empty({K, core::nm_padded_rows(M)}, x.options().dtype(acc_scalar_type<T>()));
+      xt = at::empty({K, core::nm_xt_stride(M)}, x.options().dtype(acc_scalar_type<T>()));
       A* dst = data_as<A>(xt);
       at::parallel_for(0, K, grain_for(M), [&](int64_t b, int64_t e) {
         kernels.nm_pack_x_transposed(xp, K, M, b, e, dst);

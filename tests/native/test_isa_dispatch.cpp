@@ -9,6 +9,7 @@
 //   every level this CPU runs computes what the portable templates compute:
 //                     vector widths may reorder float sums, so float results
 //                     agree to a tight tolerance, integer results exactly
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -146,40 +147,79 @@ void test_tables() {
 
 bool close(double a, double b, double tol) { return std::fabs(a - b) <= tol * (1.0 + std::fabs(b)); }
 
-void test_nm_linear(const KernelTable& t, std::mt19937& rng) {
+// Rows of random n:m-sparse weights (a random n-subset kept in every group) in
+// the storage of nm_format.h.
+template <typename T>
+void random_nm(int64_t N, int64_t K, int n, int m, std::mt19937& rng, std::vector<T>& values,
+               std::vector<uint8_t>& meta) {
   std::normal_distribution<float> nd;
-  const int n = 2, m = 4;
-  const int64_t N = 37, K = 72;
-  for (int64_t M : {1, 3, 5, 19, 130}) {
-    std::vector<float> w(N * K), x(M * K), bias(N);
-    for (auto& v : x) v = nd(rng);
-    for (auto& v : bias) v = nd(rng);
-    for (int64_t r = 0; r < N; ++r)
-      for (int64_t g = 0; g < K / m; ++g)
-        for (int i = 0; i < m; ++i) w[r * K + g * m + i] = (i == 1 || i == 3) ? nd(rng) : 0.f;
-    std::vector<float> values(N * nm_kept(K, n, m));
-    std::vector<uint8_t> meta(N * nm_meta_bytes(K));
-    for (int64_t r = 0; r < N; ++r)
-      CHECK(nm_compress_row(w.data() + r * K, K, n, m, values.data() + r * nm_kept(K, n, m),
-                            meta.data() + r * nm_meta_bytes(K)) < 0);
-    std::vector<float> xt_got(K * nm_padded_rows(M), -1.f), xt_want(K * nm_padded_rows(M), -2.f);
-    const float* xtp = nullptr;
-    if (M > kNmGatherMaxRows) {
-      t.floats<float>().nm_pack_x_transposed(x.data(), K, M, 0, K, xt_got.data());
-      nm_pack_x_transposed<float>(x.data(), K, M, 0, K, xt_want.data());
-      CHECK(xt_got == xt_want);
-      xtp = xt_want.data();
+  std::vector<T> w(N * K, T{});
+  std::vector<int> idx(m);
+  for (int64_t r = 0; r < N; ++r)
+    for (int64_t g = 0; g < K / m; ++g) {
+      for (int i = 0; i < m; ++i) idx[i] = i;
+      std::shuffle(idx.begin(), idx.end(), rng);
+      for (int s = 0; s < n; ++s) w[r * K + g * m + idx[s]] = store<T>(nd(rng) + 0.01f);
     }
-    std::vector<float> got(M * N, -1.f), want(M * N, -2.f);
-    CHECK(t.floats<float>().nm_linear_block(x.data(), K, xtp, M, K, values.data(), meta.data(), n, m,
-                                            bias.data(), got.data(), N, 0, N));
-    CHECK(nm_linear_block<float>(x.data(), K, xtp, M, K, values.data(), meta.data(), n, m,
-                                 bias.data(), want.data(), N, 0, N));
-    for (int64_t i = 0; i < M * N; ++i) CHECK(close(got[i], want[i], 1e-5));
-    // a corrupt mask is reported by every level
-    meta[0] = 0xff;
-    CHECK(!t.floats<float>().nm_linear_block(x.data(), K, xtp, M, K, values.data(), meta.data(), n, m,
-                                             bias.data(), got.data(), N, 0, N));
+  values.assign(std::max<int64_t>(N * nm_kept(K, n, m), 1), T{});
+  meta.assign(std::max<int64_t>(N * nm_meta_bytes(K), 1), 0);
+  for (int64_t r = 0; r < N; ++r)
+    CHECK(nm_compress_row(w.data() + r * K, K, n, m, values.data() + r * nm_kept(K, n, m),
+                          meta.data() + r * nm_meta_bytes(K)) < 0);
+}
+
+// Every pattern, K with partial vectors and partial meta bytes, both paths (x
+// direct; packed xt), strided x and y, fp32 and bf16 (the SIMD kernels' types).
+template <typename T>
+void test_nm_linear(const KernelTable& t, std::mt19937& rng, double tol) {
+  std::normal_distribution<float> nd;
+  static const int kPatterns[][2] = {{2, 4}, {1, 4}, {1, 2}, {3, 8}, {2, 6}, {5, 16}};
+  for (const auto& p : kPatterns) {
+    const int n = p[0], m = p[1];
+    for (int64_t K : {int64_t(m), int64_t(m) * 5, int64_t(m) * 18, int64_t(m) * 33}) {
+      const int64_t N = 37, ldx = K + 3, ldy = N + 2;
+      std::vector<T> values;
+      std::vector<uint8_t> meta;
+      random_nm<T>(N, K, n, m, rng, values, meta);
+      std::vector<T> bias(N);
+      for (auto& v : bias) v = store<T>(nd(rng));
+      for (int64_t M : {1, 3, 5, 17, 19, 130}) {
+        std::vector<T> x(M * ldx);
+        for (auto& v : x) v = store<T>(nd(rng));
+        const int64_t ld = nm_xt_stride(M);
+        std::vector<float> xt_got(K * ld, -1.f), xt_want(K * ld, -2.f);
+        const float* xtp = nullptr;
+        if (M > kNmGatherMaxRows) {
+          t.floats<T>().nm_pack_x_transposed(x.data(), ldx, M, 0, K, xt_got.data());
+          nm_pack_x_transposed<T>(x.data(), ldx, M, 0, K, xt_want.data());
+          CHECK(xt_got == xt_want);
+          xtp = xt_want.data();
+        }
+        std::vector<T> got(M * ldy, store<T>(-1.f)), want(M * ldy, store<T>(-2.f));
+        CHECK(t.floats<T>().nm_linear_block(x.data(), ldx, xtp, M, K, values.data(), meta.data(), n,
+                                            m, bias.data(), got.data(), ldy, 0, N));
+        CHECK(nm_linear_block<T>(x.data(), ldx, xtp, M, K, values.data(), meta.data(), n, m,
+                                 bias.data(), want.data(), ldy, 0, N));
+        bool ok = true;
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t o = 0; o < N; ++o)
+            ok = ok && close(load(got[i * ldy + o]), load(want[i * ldy + o]), tol * std::sqrt(double(K)));
+        CHECK_MSG(ok, "nm_linear %d:%d K=%lld M=%lld", n, m, (long long)K, (long long)M);
+        // a corrupt mask is reported by every level: a group with n+1 bits, or
+        // one bit moved out of its group into the next
+        std::vector<uint8_t> bad = meta;
+        const int64_t mb = nm_meta_bytes(K), row = N / 2;
+        for (int64_t c = 0; c < m; ++c) bad[row * mb + c / 8] |= uint8_t(1u << (c % 8));
+        CHECK(!t.floats<T>().nm_linear_block(x.data(), ldx, xtp, M, K, values.data(), bad.data(), n, m,
+                                             bias.data(), got.data(), ldy, 0, N));
+        if (K % 8 != 0) {  // a bit past K in the last byte
+          bad = meta;
+          bad[row * mb + mb - 1] |= 0x80;
+          CHECK(!t.floats<T>().nm_linear_block(x.data(), ldx, xtp, M, K, values.data(), bad.data(), n,
+                                               m, bias.data(), got.data(), ldy, 0, N));
+        }
+      }
+    }
   }
 }
 
@@ -243,8 +283,8 @@ void test_nm_int8(const KernelTable& t, std::mt19937& rng) {
     std::vector<float> qt_got, qt_want;
     const float* qtp = nullptr;
     if (M > kNmInt8GatherMaxRows) {
-      qt_got.assign(K * nm_padded_rows(M), -1.f);
-      qt_want.assign(K * nm_padded_rows(M), -2.f);
+      qt_got.assign(K * nm_xt_stride(M), -1.f);
+      qt_want.assign(K * nm_xt_stride(M), -2.f);
       t.nm_int8_pack_q_transposed(q.data(), K, M, 0, K, qt_got.data());
       nm_int8_pack_q_transposed(q.data(), K, M, 0, K, qt_want.data());
       CHECK(qt_got == qt_want);
@@ -293,7 +333,8 @@ int main() {
   for (Isa isa : isa_available()) {
     std::printf("checking the %s kernels against the templates\n", isa_name(isa));
     const KernelTable& t = *kernel_table(isa);
-    test_nm_linear(t, rng);
+    test_nm_linear<float>(t, rng, 1e-6);
+    test_nm_linear<bf16>(t, rng, 1e-2);
     test_int8(t, rng);
     test_nm_int8(t, rng);
     test_dwsep(t, rng);

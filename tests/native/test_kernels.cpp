@@ -172,15 +172,16 @@ void test_nm_linear(Rng& rng) {
         }
       }
 
-      const int64_t Mp = nm_padded_rows(M);
+      const int64_t Mp = nm_padded_rows(M), ld = nm_xt_stride(M);
       CHECK(Mp % kNmPad == 0 && Mp >= M && Mp < M + kNmPad);
-      std::vector<A> xt(sz(std::max<int64_t>(K * Mp, 1)), A(NAN));
+      CHECK(ld % kNmPad == 0 && ld >= Mp && (ld / kNmPad) % 2 == 1);
+      std::vector<A> xt(sz(std::max<int64_t>(K * ld, 1)), A(NAN));
       for (auto [kb, ke] : chunks(K, rng)) nm_pack_x_transposed(x.data(), ldx, M, kb, ke, xt.data());
       bool packed_ok = true;
       for (int64_t k = 0; k < K; ++k)
-        for (int64_t i = 0; i < Mp; ++i) {
+        for (int64_t i = 0; i < ld; ++i) {
           const A want = i < M ? load(x[sz(i * ldx + k)]) : A(0);
-          packed_ok = packed_ok && bits_of(xt[sz(k * Mp + i)]) == bits_of(want);
+          packed_ok = packed_ok && bits_of(xt[sz(k * ld + i)]) == bits_of(want);
         }
       CHECK_MSG(packed_ok, "%s nm_pack_x_transposed M=%lld K=%lld", Traits<T>::name, (long long)M,
                 (long long)K);

@@ -80,7 +80,7 @@ bool run(const std::vector<int8_t>& q, int64_t ldq, int64_t M, const Weight& w,
   std::vector<float> qt;
   const float* qtp = nullptr;
   if (M > kNmInt8GatherMaxRows) {
-    qt.assign(sz(w.K * nm_padded_rows(M)), -7.f);  // poisoned: the pack writes every entry
+    qt.assign(sz(w.K * nm_xt_stride(M)), -7.f);  // poisoned: the pack writes every entry
     nm_int8_pack_q_transposed(q.data(), ldq, M, 0, w.K / 2, qt.data());
     nm_int8_pack_q_transposed(q.data(), ldq, M, w.K / 2, w.K, qt.data());
     qtp = qt.data();

@@ -1,0 +1,30 @@
+"""``nm_linear`` / ``nm_int8_linear`` are right on every CPU kernel level.
+
+Each level runs ``nm_level_checks.py`` in a fresh interpreter with
+``EFFDL_CPU_ISA`` forced (the level is chosen once per process); levels this
+machine lacks are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_cpu_isa import LEVELS, TESTS, _available, _python
+
+from effdl import _ext
+
+pytestmark = pytest.mark.skipif(not _ext.available(), reason=f"effdl._C not loaded: {_ext.load_error}")
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_nm_ops_on_level(level):
+    if level not in _available():
+        pytest.skip(f"this machine does not run the {level} kernels (here: {', '.join(_available())})")
+    proc = _python([str(TESTS / "nm_level_checks.py")], level, timeout=600)
+    assert proc.stdout.strip(), proc.stderr[-5000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["isa"] == level, result
+    assert result["bad"] == [], result
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert result["cases"] > 1000, result
