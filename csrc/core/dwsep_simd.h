@@ -27,6 +27,9 @@
 
 namespace effdl::core::dwsep {
 
+// Inlined everywhere: a call per lane loop costs more than the loop.
+#define EFFDL_DWSEP_INLINE __attribute__((always_inline)) inline
+
 template <typename A_, int W_>
 struct Generic {
   using A = A_;
@@ -34,43 +37,50 @@ struct Generic {
   struct V {
     A v[W];
   };
-  static V zero() {
+  EFFDL_DWSEP_INLINE static V zero() {
     V r;
     for (int i = 0; i < W; ++i) r.v[i] = A(0);
     return r;
   }
-  static V set1(A a) {
+  EFFDL_DWSEP_INLINE static V set1(A a) {
     V r;
     for (int i = 0; i < W; ++i) r.v[i] = a;
     return r;
   }
-  static V load(const A* p) {
+  EFFDL_DWSEP_INLINE static V load(const A* p) {
     V r;
     for (int i = 0; i < W; ++i) r.v[i] = p[i];
     return r;
   }
   template <typename T>
-  static V load_x(const T* p, int n) {
+  EFFDL_DWSEP_INLINE static V load_x(const T* p, int n) {
     V r;
-    for (int i = 0; i < W; ++i) r.v[i] = i < n ? A(core::load(p[i])) : A(0);
+    if (n == W) {  // the common case, as a loop without a branch per lane
+      for (int i = 0; i < W; ++i) r.v[i] = A(core::load(p[i]));
+    } else {
+      for (int i = 0; i < W; ++i) r.v[i] = i < n ? A(core::load(p[i])) : A(0);
+    }
     return r;
   }
-  static V fma(V a, V b, V c) {
+  EFFDL_DWSEP_INLINE static V fma(V a, V b, V c) {
     for (int i = 0; i < W; ++i) c.v[i] += a.v[i] * b.v[i];
     return c;
   }
-  static V act(V a, Activation f) {
+  EFFDL_DWSEP_INLINE static V act(V a, Activation f) {
     if (f == Activation::kNone) return a;
     for (int i = 0; i < W; ++i) a.v[i] = activate(a.v[i], f);
     return a;
   }
-  static void store(A* p, V a) {
+  EFFDL_DWSEP_INLINE static void store(A* p, V a) {
     for (int i = 0; i < W; ++i) p[i] = a.v[i];
   }
   template <typename T>
-  static void store_y(T* p, V a, int n) {
-    for (int i = 0; i < W; ++i)
-      if (i < n) p[i] = core::store<T>(a.v[i]);
+  EFFDL_DWSEP_INLINE static void store_y(T* p, V a, int n) {
+    if (n == W) {
+      for (int i = 0; i < W; ++i) p[i] = core::store<T>(a.v[i]);
+    } else {
+      for (int i = 0; i < n; ++i) p[i] = core::store<T>(a.v[i]);
+    }
   }
 };
 
@@ -205,5 +215,7 @@ struct Avx512 {
 #undef EFFDL_DWSEP_AVX512
 
 #endif  // EFFDL_X86_LEVELS
+
+#undef EFFDL_DWSEP_INLINE
 
 }  // namespace effdl::core::dwsep

@@ -49,34 +49,50 @@ inline int64_t dwsep_packed_size(const DwsepShape& s) {
   return dwsep_padded(s.C) * (s.kh * s.kw + 1) + dwsep_padded(s.Cout) * (s.C + 1);
 }
 
-// Packs the canonical weights (dw [C][kh*kw], pw [Cout][C]; biases may be
-// null) into buf (dwsep_packed_size(s) elements) and returns the views.
+// The views of a packed buffer.
 template <typename A>
-DwsepPacked<A> dwsep_pack(const DwsepShape& s, const A* dw, const A* dw_b, const A* pw, const A* pw_b,
-                          A* buf) {
+DwsepPacked<A> dwsep_packed_view(const DwsepShape& s, A* buf) {
+  const int64_t Cp = dwsep_padded(s.C);
+  A* pw = buf + Cp * (s.kh * s.kw + 1);
+  return {buf, buf + Cp * s.kh * s.kw, pw, pw + dwsep_padded(s.Cout) * s.C};
+}
+
+// Packs column blocks [blk_begin, blk_end) of the pointwise weights (of
+// dwsep_padded(Cout) / 16) from the canonical pw [Cout][C]: blocks are
+// independent, so threads may pack different ones.
+template <typename A>
+void dwsep_pack_pw(const DwsepShape& s, const A* pw, A* buf, int64_t blk_begin, int64_t blk_end) {
+  const int64_t C = s.C, Cout = s.Cout;
+  A* const out = const_cast<A*>(dwsep_packed_view(s, buf).pw_w);
+  for (int64_t blk = blk_begin; blk < blk_end; ++blk) {
+    const int64_t co0 = blk * kDwsepLanes, live = std::min<int64_t>(kDwsepLanes, Cout - co0);
+    A* o = out + blk * C * kDwsepLanes;
+    // written in order, read from 16 rows at once
+    for (int64_t c = 0; c < C; ++c, o += kDwsepLanes) {
+      for (int64_t l = 0; l < live; ++l) o[l] = pw[(co0 + l) * C + c];
+      for (int64_t l = live; l < kDwsepLanes; ++l) o[l] = A(0);
+    }
+  }
+}
+
+// Packs the canonical weights (dw [C][kh*kw], pw [Cout][C]; biases may be
+// null) into buf (dwsep_packed_size(s) elements) and returns the views; with
+// pack_pw false the pointwise weights are left to dwsep_pack_pw.
+template <typename A>
+DwsepPacked<A> dwsep_pack(const DwsepShape& s, const A* dw, const A* dw_b, const A* pw, const A* pw_b, A* buf,
+                          bool pack_pw = true) {
   const int64_t C = s.C, Cout = s.Cout, taps = s.kh * s.kw;
   const int64_t Cp = dwsep_padded(C), Coutp = dwsep_padded(Cout);
-  A* dww = buf;
-  A* dwb = dww + taps * Cp;
-  A* pww = dwb + Cp;
-  A* pwb = pww + Coutp * C;
+  const DwsepPacked<A> v = dwsep_packed_view(s, buf);
+  A* dww = const_cast<A*>(v.dw_w);
+  A* dwb = const_cast<A*>(v.dw_b);
+  A* pwb = const_cast<A*>(v.pw_b);
   for (int64_t k = 0; k < taps; ++k)
     for (int64_t c = 0; c < Cp; ++c) dww[k * Cp + c] = c < C ? dw[c * taps + k] : A(0);
   for (int64_t c = 0; c < Cp; ++c) dwb[c] = (dw_b && c < C) ? dw_b[c] : A(0);
-  for (int64_t blk = 0; blk < Coutp / kDwsepLanes; ++blk) {
-    A* out = pww + blk * C * kDwsepLanes;
-    for (int64_t l = 0; l < kDwsepLanes; ++l) {
-      const int64_t co = blk * kDwsepLanes + l;
-      if (co < Cout) {
-        const A* src = pw + co * C;
-        for (int64_t c = 0; c < C; ++c) out[c * kDwsepLanes + l] = src[c];
-      } else {
-        for (int64_t c = 0; c < C; ++c) out[c * kDwsepLanes + l] = A(0);
-      }
-    }
-  }
+  if (pack_pw) dwsep_pack_pw(s, pw, buf, 0, Coutp / kDwsepLanes);
   for (int64_t co = 0; co < Coutp; ++co) pwb[co] = (pw_b && co < Cout) ? pw_b[co] : A(0);
-  return {dww, dwb, pww, pwb};
+  return v;
 }
 
 namespace dwsep {

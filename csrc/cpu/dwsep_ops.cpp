@@ -36,7 +36,11 @@ at::Tensor dwsep_conv2d_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
       at::Tensor buf = at::empty({core::dwsep_packed_size(s)}, x.options().dtype(acc));
       const core::DwsepPacked<A> w = core::dwsep_pack<A>(
           s, data_as<A>(dw), dwb.defined() ? data_as<A>(dwb) : nullptr, data_as<A>(pw),
-          pwb.defined() ? data_as<A>(pwb) : nullptr, data_as<A>(buf));
+          pwb.defined() ? data_as<A>(pwb) : nullptr, data_as<A>(buf), /*pack_pw=*/false);
+      // the pointwise weights are most of the packing (C * Cout): in parallel
+      const int64_t blocks = core::dwsep_padded(s.Cout) / core::kDwsepLanes;
+      at::parallel_for(0, blocks, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, s.C * core::kDwsepLanes)),
+                       [&](int64_t b, int64_t e) { core::dwsep_pack_pw<A>(s, data_as<A>(pw), data_as<A>(buf), b, e); });
       // (batch, row band) work items: output pixels in NHWC order, each
       // chunk tiled into cache-sized blocks by the core
       const int64_t pixels = s.B * s.Ho * s.Wo;
