@@ -490,7 +490,11 @@ def cases(op_names: list[str], quick: bool) -> list[Case]:
             if quick:
                 out += [_dwsep_case(C, H, Co, s, B) for C, H, Co, s, B in DWSEP_QUICK]
             else:
-                out += [_dwsep_case(C, H, Co, s, B) for B in DWSEP_BATCHES_FULL for C, H, Co, s in DWSEP_BLOCKS_FULL]
+                out += [
+                    _dwsep_case(C, H, Co, s, B)
+                    for B in DWSEP_BATCHES_FULL
+                    for C, H, Co, s in DWSEP_BLOCKS_FULL
+                ]
         elif op in ("nm_compress", "nm_decompress"):
             out += [_nm_format_case(op, N, K) for N, K in (NM_FORMAT_QUICK if quick else NM_FORMAT_FULL)]
         else:

@@ -401,7 +401,8 @@ def test_dwsep_conv2d_same_result_for_any_thread_count():
     """The CPU kernel splits output pixels among threads; a pixel's result must
     not depend on how (no reduction crosses the split), so the outputs are equal."""
     x = rand(3, 37, 15, 13).contiguous(memory_format=torch.channels_last)
-    args = (x, rand(37, 1, 3, 3), rand(37), rand(45, 37, 1, 1), rand(45), [1, 1], [1, 1], [1, 1], "relu6", "none")
+    weights = (rand(37, 1, 3, 3), rand(37), rand(45, 37, 1, 1), rand(45))
+    args = (x, *weights, [1, 1], [1, 1], [1, 1], "relu6", "none")
     before = torch.get_num_threads()
     try:
         outs = []
