@@ -498,6 +498,7 @@ void test_dwsep(const KernelTable& table, Rng& rng) {
       {2, 24, 12, 12, 48, 5, 5, 2, 2, 2, 2, 1, 1}, // 5x5 stride 2, interior pixels
       {1, 31, 6, 6, 24, 7, 7, 1, 1, 3, 3, 1, 1},   // 7x7: the run-time kernel size path
       {3, 16, 30, 30, 16, 3, 3, 1, 1, 1, 1, 1, 1}, // more pixels than a micro-tile / block holds
+      {2, 0, 4, 4, 5, 3, 3, 1, 1, 1, 1, 1, 1},     // no input channels: the pointwise bias alone
   };
   // plus a seeded sweep of random shapes
   for (int added = 0; added < 40;) {
