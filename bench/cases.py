@@ -399,8 +399,23 @@ def _build_dwsep(C: int, H: int, Cout: int, stride: int, B: int, llc: int) -> Bu
     )
 
 
-# MobileNetV2 at 224x224: expanded channels C at the depthwise input H, stride, projection Cout
-DWSEP_BLOCKS_FULL = [(32, 112, 16, 1), (96, 112, 24, 2), (144, 56, 24, 1), (384, 14, 64, 1), (960, 7, 160, 1)]
+# Every distinct MobileNetV2 block at 224x224: expanded channels C at the
+# depthwise input H, stride, projection Cout
+DWSEP_BLOCKS_FULL = [
+    (32, 112, 16, 1),
+    (96, 112, 24, 2),
+    (144, 56, 24, 1),
+    (144, 56, 32, 2),
+    (192, 28, 32, 1),
+    (192, 28, 64, 2),
+    (384, 14, 64, 1),
+    (384, 14, 96, 1),
+    (576, 14, 96, 1),
+    (576, 14, 160, 2),
+    (960, 7, 160, 1),
+    (960, 7, 320, 1),
+]
+DWSEP_BATCHES_FULL = (1, 32)
 DWSEP_QUICK = [(32, 112, 16, 1, 1), (384, 14, 64, 1, 1)]
 
 
@@ -478,7 +493,11 @@ def cases(op_names: list[str], quick: bool) -> list[Case]:
             if quick:
                 out += [_dwsep_case(C, H, Co, s, B) for C, H, Co, s, B in DWSEP_QUICK]
             else:
-                out += [_dwsep_case(C, H, Co, s, B) for B in (1, 8) for C, H, Co, s in DWSEP_BLOCKS_FULL]
+                out += [
+                    _dwsep_case(C, H, Co, s, B)
+                    for B in DWSEP_BATCHES_FULL
+                    for C, H, Co, s in DWSEP_BLOCKS_FULL
+                ]
         elif op in ("nm_compress", "nm_decompress"):
             out += [_nm_format_case(op, N, K) for N, K in (NM_FORMAT_QUICK if quick else NM_FORMAT_FULL)]
         else:

@@ -290,6 +290,10 @@ def _dwsep_conv2d(device, dtype) -> Iterator[tuple]:
     yield conv(nchw(0, 4, 5, 5), 3, 6, (1, 1), (1, 1), (1, 1), "relu6", "none")
     # more channels than a vector register holds, odd counts
     yield conv(nhwc(2, 19, 6, 5), 3, 33, (1, 1), (1, 1), (1, 1), "relu6", "none")
+    # C just past 32, Cout 40 (a partial vector of output channels), stride 2, batch 3
+    yield conv(nhwc(3, 35, 11, 9), 3, 40, (2, 2), (1, 1), (1, 1), "relu", "relu6")
+    # 5x5 with interior pixels, Cout 70: several panels of output channels, the last partial
+    yield conv(nchw(2, 17, 13, 12), 5, 70, (1, 1), (2, 2), (1, 1), "relu6", "none", True, False)
 
 
 _GENERATORS: dict[str, Callable[[torch.device, torch.dtype], Iterator[tuple]]] = {

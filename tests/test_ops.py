@@ -397,6 +397,24 @@ def test_dwsep_conv2d_every_activation(device, dw_act, pw_act, channels_last):
         assert 0 <= out.min() and out.max() <= 6 and (out == 6).any()
 
 
+def test_dwsep_conv2d_same_result_for_any_thread_count():
+    """The CPU kernel splits output pixels among threads; a pixel's result must
+    not depend on how (no reduction crosses the split), so the outputs are equal."""
+    x = rand(3, 37, 15, 13).contiguous(memory_format=torch.channels_last)
+    weights = (rand(37, 1, 3, 3), rand(37), rand(45, 37, 1, 1), rand(45))
+    args = (x, *weights, [1, 1], [1, 1], [1, 1], "relu6", "none")
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            outs.append(E.dwsep_conv2d(*args))
+    finally:
+        torch.set_num_threads(before)
+    assert_close_rel(outs[0], reference.dwsep_conv2d(*(f64(a) for a in args)), TOL[torch.float32])
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+
+
 def test_dwsep_conv2d_matches_torch_modules(device):
     """Against nn.Conv2d depthwise + pointwise, the layers the fused op replaces."""
     C, Cout = 8, 16

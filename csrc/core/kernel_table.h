@@ -1,6 +1,6 @@
 // The CPU kernel cores as a table of function pointers, one table per
 // instruction-set level (isa.h). Every entry is a template of the core headers
-// (nm_linear.h, int8.h, nm_int8_linear.h, dwsep_conv.h), the single source of
+// (nm_linear.h, int8.h, nm_int8_linear.h, dwsep_tiled.h), the single source of
 // each kernel, compiled once per level: kernel_tables.cpp instantiates it
 // inside a wrapper carrying that level's target attribute, so the loops are
 // vectorised for it.
@@ -11,7 +11,7 @@
 #include <tuple>
 
 #include "dtype.h"
-#include "dwsep_conv.h"
+#include "dwsep_tiled.h"
 #include "isa.h"
 
 namespace effdl::core {
@@ -24,10 +24,9 @@ struct FloatKernels {
                           int64_t ldy, int64_t o_begin, int64_t o_end);
   void (*nm_pack_x_transposed)(const T* x, int64_t ldx, int64_t M, int64_t k_begin, int64_t k_end,
                                acc_t<T>* xt);
-  void (*dwsep_conv2d_rows)(const DwsepShape& s, const T* x, const acc_t<T>* dw_w,
-                            const acc_t<T>* dw_b, const acc_t<T>* pw_wt, const acc_t<T>* pw_b,
-                            Activation dw_act, Activation pw_act, T* y, int64_t r_begin,
-                            int64_t r_end);
+  void (*dwsep_conv2d_pixels)(const DwsepShape& s, const T* x, const DwsepPacked<acc_t<T>>& w,
+                              Activation dw_act, Activation pw_act, T* y, int64_t p_begin,
+                              int64_t p_end);
 };
 
 // The kernels of the int8 ops, for the activation / output type T in float, bf16, fp16.

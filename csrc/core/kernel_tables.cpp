@@ -10,7 +10,7 @@
 // compiled for its level, while shared out-of-line code stays baseline.
 #include "kernel_table.h"
 
-#include "dwsep_conv.h"
+#include "dwsep_tiled.h"
 #include "int8.h"
 #include "int8_vnni.h"
 #include "nm_int8_linear.h"

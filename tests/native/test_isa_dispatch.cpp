@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "check.h"
-#include "core/dwsep_conv.h"
+#include "core/dwsep_tiled.h"
 #include "core/int8.h"
 #include "core/isa.h"
 #include "core/kernel_table.h"
@@ -108,7 +108,7 @@ void test_select_from_env() {
 
 template <typename T>
 bool complete(const FloatKernels<T>& k) {
-  return k.nm_linear_block && k.nm_pack_x_transposed && k.dwsep_conv2d_rows;
+  return k.nm_linear_block && k.nm_pack_x_transposed && k.dwsep_conv2d_pixels;
 }
 template <typename T>
 bool complete(const Int8Kernels<T>& k) {
@@ -308,16 +308,17 @@ void test_dwsep(const KernelTable& t, std::mt19937& rng) {
   s.stride_h = s.stride_w = 1, s.pad_h = s.pad_w = 1, s.dil_h = s.dil_w = 1;
   s.Ho = 7, s.Wo = 6;
   std::vector<float> x(s.B * s.H * s.W * s.C), dw_w(s.kh * s.kw * s.C), dw_b(s.C),
-      pw_wt(s.C * s.Cout), pw_b(s.Cout);
-  for (auto* v : {&x, &dw_w, &dw_b, &pw_wt, &pw_b})
+      pw_w(s.C * s.Cout), pw_b(s.Cout), packed(dwsep_packed_size(s));
+  for (auto* v : {&x, &dw_w, &dw_b, &pw_w, &pw_b})
     for (auto& e : *v) e = nd(rng);
-  const int64_t rows = s.B * s.Ho, out = rows * s.Wo * s.Cout;
+  const DwsepPacked<float> w =
+      dwsep_pack<float>(s, dw_w.data(), dw_b.data(), pw_w.data(), pw_b.data(), packed.data());
+  const int64_t pixels = s.B * s.Ho * s.Wo, out = pixels * s.Cout;
   std::vector<float> got(out, -1.f), want(out, -2.f);
-  t.floats<float>().dwsep_conv2d_rows(s, x.data(), dw_w.data(), dw_b.data(), pw_wt.data(),
-                                      pw_b.data(), Activation::kRelu6, Activation::kNone,
-                                      got.data(), 0, rows);
-  dwsep_conv2d_rows<float>(s, x.data(), dw_w.data(), dw_b.data(), pw_wt.data(), pw_b.data(),
-                           Activation::kRelu6, Activation::kNone, want.data(), 0, rows);
+  t.floats<float>().dwsep_conv2d_pixels(s, x.data(), w, Activation::kRelu6, Activation::kNone,
+                                        got.data(), 0, pixels);
+  dwsep_conv2d_pixels<Isa::kPortable, float>(s, x.data(), w, Activation::kRelu6,
+                                             Activation::kNone, want.data(), 0, pixels);
   for (int64_t i = 0; i < out; ++i) CHECK(close(got[i], want[i], 1e-5));
 }
 

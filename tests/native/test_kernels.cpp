@@ -11,8 +11,11 @@
 //   int8_linear_block        exact int32 (unit scales compare exactly), scaled
 //                            + bias, the K bound at its extreme
 //   int8_weight_linear_block against a double reference
-//   dwsep_conv2d_rows        odd sizes, stride 2, dilation 2, padding, all
-//                            activations, with / without biases
+//   dwsep_conv2d_pixels      every level's table (dwsep_pack'd weights): odd
+//                            sizes either side of the vector widths, stride 2,
+//                            dilation 2, padding, 1x1 / 3x3 / 5x5 / other
+//                            kernels, all activations, with / without biases,
+//                            float/double/bf16/fp16
 #include <algorithm>
 #include <cfloat>
 #include <climits>
@@ -25,8 +28,9 @@
 
 #include "check.h"
 #include "core/dtype.h"
-#include "core/dwsep_conv.h"
+#include "core/dwsep_tiled.h"
 #include "core/int8.h"
+#include "core/kernel_table.h"
 #include "core/nm_format.h"
 #include "core/nm_linear.h"
 
@@ -477,25 +481,31 @@ double activate_ref(double v, Activation a) {
 }
 
 template <typename T>
-void test_dwsep(Rng& rng) {
+void test_dwsep(const KernelTable& table, Rng& rng) {
   using A = acc_t<T>;
   std::vector<ConvCase> cases = {
-      {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1},    // 1x1 everything
-      {1, 3, 5, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1},    // "same" 3x3
-      {2, 5, 7, 9, 3, 3, 3, 2, 2, 1, 1, 1, 1},    // stride 2, odd sizes
-      {1, 8, 9, 7, 16, 3, 3, 1, 1, 2, 2, 2, 2},   // dilation 2
-      {2, 3, 6, 5, 7, 5, 5, 2, 2, 2, 2, 1, 1},    // 5x5 stride 2
-      {1, 4, 4, 6, 2, 3, 1, 2, 1, 0, 1, 1, 2},    // asymmetric kernel / stride / pad / dilation
-      {3, 7, 11, 13, 5, 3, 3, 1, 2, 1, 0, 2, 1},  // mixed
-      {1, 2, 3, 3, 2, 3, 3, 1, 1, 3, 3, 1, 1},    // padding wider than the kernel reach: bias-only outputs
-      {1, 17, 8, 8, 1, 3, 3, 2, 2, 1, 1, 1, 1},   // Cout 1, C odd
-      {2, 1, 9, 1, 3, 3, 1, 2, 1, 1, 0, 2, 1},    // C 1, W 1
+      {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1},     // 1x1 everything
+      {1, 3, 5, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1},     // "same" 3x3
+      {2, 5, 7, 9, 3, 3, 3, 2, 2, 1, 1, 1, 1},     // stride 2, odd sizes
+      {1, 8, 9, 7, 16, 3, 3, 1, 1, 2, 2, 2, 2},    // dilation 2
+      {2, 3, 6, 5, 7, 5, 5, 2, 2, 2, 2, 1, 1},     // 5x5 stride 2
+      {1, 4, 4, 6, 2, 3, 1, 2, 1, 0, 1, 1, 2},     // asymmetric kernel / stride / pad / dilation
+      {3, 7, 11, 13, 5, 3, 3, 1, 2, 1, 0, 2, 1},   // mixed
+      {1, 2, 3, 3, 2, 3, 3, 1, 1, 3, 3, 1, 1},     // padding wider than the kernel reach: bias-only outputs
+      {1, 17, 8, 8, 1, 3, 3, 2, 2, 1, 1, 1, 1},    // Cout 1, C odd
+      {2, 1, 9, 1, 3, 3, 1, 2, 1, 1, 0, 2, 1},     // C 1, W 1
+      {2, 33, 9, 10, 65, 3, 3, 1, 1, 1, 1, 1, 1},  // C, Cout just past multiples of 8 / 16
+      {1, 40, 7, 7, 200, 3, 3, 1, 1, 1, 1, 1, 1},  // several panels of output channels, the last partial
+      {2, 24, 12, 12, 48, 5, 5, 2, 2, 2, 2, 1, 1}, // 5x5 stride 2, interior pixels
+      {1, 31, 6, 6, 24, 7, 7, 1, 1, 3, 3, 1, 1},   // 7x7: the run-time kernel size path
+      {3, 16, 30, 30, 16, 3, 3, 1, 1, 1, 1, 1, 1}, // more pixels than a micro-tile / block holds
+      {2, 0, 4, 4, 5, 3, 3, 1, 1, 1, 1, 1, 1},     // no input channels: the pointwise bias alone
   };
   // plus a seeded sweep of random shapes
   for (int added = 0; added < 40;) {
     auto pick = [&](int64_t lo, int64_t hi) { return lo + int64_t(rng() % uint64_t(hi - lo + 1)); };
     const int64_t ks[] = {1, 3, 5};
-    ConvCase c{pick(1, 3), pick(1, 12), pick(1, 12), pick(1, 12), pick(1, 9), ks[rng() % 3], ks[rng() % 3],
+    ConvCase c{pick(1, 3), pick(1, 40), pick(1, 12), pick(1, 12), pick(1, 70), ks[rng() % 3], ks[rng() % 3],
                pick(1, 3), pick(1, 3),  pick(0, 3),  pick(0, 3),  pick(1, 3), pick(1, 3)};
     if (c.H + 2 * c.ph - c.dh * (c.kh - 1) < 1 || c.W + 2 * c.pw - c.dw * (c.kw - 1) < 1) continue;
     cases.push_back(c);
@@ -510,25 +520,28 @@ void test_dwsep(Rng& rng) {
     s.Ho = (c.H + 2 * c.ph - c.dh * (c.kh - 1) - 1) / c.sh + 1;
     s.Wo = (c.W + 2 * c.pw - c.dw * (c.kw - 1) - 1) / c.sw + 1;
     if (!CHECK(s.Ho >= 1 && s.Wo >= 1)) continue;
-    const int64_t C = c.C, Cout = c.Cout;
+    const int64_t C = c.C, Cout = c.Cout, taps = c.kh * c.kw;
 
     std::vector<T> x(sz(c.B * c.H * c.W * C));
     for (auto& v : x) v = from_d<T>(uniform(rng, -3, 3));
-    std::vector<A> dw_w(sz(c.kh * c.kw * C)), dw_b(sz(C)), pw_wt(sz(C * Cout)), pw_b(sz(Cout));
+    // canonical layouts: dw [C][kh*kw], pw [Cout][C]
+    std::vector<A> dw_w(sz(taps * C)), dw_b(sz(C)), pw_w(sz(C * Cout)), pw_b(sz(Cout));
     for (auto& v : dw_w) v = A(uniform(rng, -1.5, 1.5));
     for (auto& v : dw_b) v = A(uniform(rng, -1, 1));
-    for (auto& v : pw_wt) v = A(uniform(rng, -1, 1));
+    for (auto& v : pw_w) v = A(uniform(rng, -1, 1));
     for (auto& v : pw_b) v = A(uniform(rng, -1, 1));
 
     for (Activation da : acts) {
       for (Activation pa : acts) {
         for (int with_bias = 0; with_bias < 2; ++with_bias) {
-          const A* dbp = with_bias ? dw_b.data() : nullptr;
-          const A* pbp = with_bias ? pw_b.data() : nullptr;
-          const int64_t rows = c.B * s.Ho;
-          std::vector<T> y(sz(rows * s.Wo * Cout), poison<T>());
-          for (auto [rb, re] : chunks(rows, rng))
-            dwsep_conv2d_rows<T>(s, x.data(), dw_w.data(), dbp, pw_wt.data(), pbp, da, pa, y.data(), rb, re);
+          // poisoned, so that a value the packing failed to write shows
+          std::vector<A> packed(sz(dwsep_packed_size(s)), A(NAN));
+          const DwsepPacked<A> w = dwsep_pack<A>(s, dw_w.data(), with_bias ? dw_b.data() : nullptr, pw_w.data(),
+                                                 with_bias ? pw_b.data() : nullptr, packed.data());
+          const int64_t pixels = c.B * s.Ho * s.Wo;
+          std::vector<T> y(sz(pixels * Cout), poison<T>());
+          for (auto [pb, pe] : chunks(pixels, rng))
+            table.floats<T>().dwsep_conv2d_pixels(s, x.data(), w, da, pa, y.data(), pb, pe);
 
           bool ok = true;
           std::vector<double> d(sz(C)), dmag(sz(C));
@@ -542,7 +555,7 @@ void test_dwsep(Rng& rng) {
                       const int64_t ih = oh * c.sh - c.ph + i * c.dh, iw = ow * c.sw - c.pw + j * c.dw;
                       if (ih < 0 || ih >= c.H || iw < 0 || iw >= c.W) continue;
                       const double t = to_d(x[sz(((b * c.H + ih) * c.W + iw) * C + ch)]) *
-                                       double(dw_w[sz((i * c.kw + j) * C + ch)]);
+                                       double(dw_w[sz(ch * taps + i * c.kw + j)]);
                       acc += t;
                       mag += std::fabs(t);
                     }
@@ -553,21 +566,22 @@ void test_dwsep(Rng& rng) {
                 for (int64_t co = 0; co < Cout && ok; ++co) {
                   double acc = with_bias ? double(pw_b[sz(co)]) : 0, mag = std::fabs(acc);
                   for (int64_t ch = 0; ch < C; ++ch) {
-                    const double wv = double(pw_wt[sz(ch * Cout + co)]);
+                    const double wv = double(pw_w[sz(co * C + ch)]);
                     acc += d[sz(ch)] * wv;
                     mag += (dmag[sz(ch)] + std::fabs(d[sz(ch)])) * std::fabs(wv);
                   }
                   const double want = activate_ref(acc, pa);
-                  const double tol = double(c.kh * c.kw + C + 4) * acc_eps<T>() * mag + 1e-300;
+                  const double tol = double(taps + C + 4) * acc_eps<T>() * mag + Traits<T>::out_eps * std::fabs(want) +
+                                     1e-300;
                   const double got = to_d(y[sz(((b * s.Ho + oh) * s.Wo + ow) * Cout + co)]);
                   ok = CHECK_MSG(
                       close(got, want, tol),
-                      "%s dwsep B=%lld C=%lld H=%lld W=%lld Cout=%lld k=%lldx%lld s=%lld,%lld p=%lld,%lld "
+                      "%s %s dwsep B=%lld C=%lld H=%lld W=%lld Cout=%lld k=%lldx%lld s=%lld,%lld p=%lld,%lld "
                       "d=%lld,%lld act=%d,%d bias=%d y[%lld,%lld,%lld,%lld]=%.17g want %.17g",
-                      Traits<T>::name, (long long)c.B, (long long)C, (long long)c.H, (long long)c.W,
-                      (long long)Cout, (long long)c.kh, (long long)c.kw, (long long)c.sh, (long long)c.sw,
-                      (long long)c.ph, (long long)c.pw, (long long)c.dh, (long long)c.dw, int(da), int(pa),
-                      with_bias, (long long)b, (long long)oh, (long long)ow, (long long)co, got, want);
+                      isa_name(table.isa), Traits<T>::name, (long long)c.B, (long long)C, (long long)c.H,
+                      (long long)c.W, (long long)Cout, (long long)c.kh, (long long)c.kw, (long long)c.sh,
+                      (long long)c.sw, (long long)c.ph, (long long)c.pw, (long long)c.dh, (long long)c.dw, int(da),
+                      int(pa), with_bias, (long long)b, (long long)oh, (long long)ow, (long long)co, got, want);
                   if (pa == Activation::kRelu6 && got == 6) ++clipped6;
                   if (pa != Activation::kNone && got == 0) ++zeroed;
                 }
@@ -585,15 +599,19 @@ void test_dwsep(Rng& rng) {
 
 // NaN through the activations: PyTorch (and effdl.reference) propagate NaN,
 // F.relu(nan) = nan and F.relu6(nan) = nan, and so must the fused kernel.
-void test_dwsep_nan_propagation() {
+template <typename T>
+void test_dwsep_nan_propagation(const KernelTable& table) {
   DwsepShape s{};
   s.B = 1, s.C = 1, s.H = 1, s.W = 1, s.Cout = 1, s.Ho = 1, s.Wo = 1, s.kh = 1, s.kw = 1;
   s.stride_h = s.stride_w = s.dil_h = s.dil_w = 1;
-  const float x = NAN, one = 1.f;
+  const T x = from_d<T>(NAN);
+  const acc_t<T> one = 1;
+  std::vector<acc_t<T>> packed(sz(dwsep_packed_size(s)));
+  const DwsepPacked<acc_t<T>> w = dwsep_pack<acc_t<T>>(s, &one, nullptr, &one, nullptr, packed.data());
   auto run = [&](Activation da, Activation pa) {
-    float y = 0.f;
-    dwsep_conv2d_rows<float>(s, &x, &one, nullptr, &one, nullptr, da, pa, &y, 0, 1);
-    return y;
+    T y = from_d<T>(0);
+    table.floats<T>().dwsep_conv2d_pixels(s, &x, w, da, pa, &y, 0, 1);
+    return to_d(y);
   };
   CHECK(std::isnan(run(Activation::kNone, Activation::kNone)));
   CHECK(std::isnan(run(Activation::kRelu, Activation::kNone)));
@@ -623,8 +641,15 @@ int main() {
   test_int8_weight_linear<double>(rng);
   test_int8_weight_linear<bf16>(rng);
   test_int8_weight_linear<fp16>(rng);
-  test_dwsep<float>(rng);
-  test_dwsep<double>(rng);
-  test_dwsep_nan_propagation();
+  for (Isa isa : isa_available()) {
+    const KernelTable& table = *kernel_table(isa);
+    test_dwsep<float>(table, rng);
+    test_dwsep<double>(table, rng);
+    test_dwsep<bf16>(table, rng);
+    test_dwsep<fp16>(table, rng);
+    test_dwsep_nan_propagation<float>(table);
+    test_dwsep_nan_propagation<bf16>(table);
+    test_dwsep_nan_propagation<fp16>(table);
+  }
   return effdl_test::finish("test_kernels");
 }
