@@ -111,11 +111,12 @@ def _try(name: str, make: Callable[[], Candidate]) -> Candidate:
 # ---------------------------------------------------------------- linear ops
 
 
-def _linear_case(op: str, K: int, N: int, M: int) -> Case:
-    params = {"K": K, "N": N, "M": M, "dtype": "float32"}
+def _linear_case(op: str, K: int, N: int, M: int, dtype: torch.dtype = torch.float32) -> Case:
+    params = {"K": K, "N": N, "M": M, "dtype": str(dtype).removeprefix("torch.")}
     dense = 2.0 * M * N * K
+    size = dtype.itemsize
     if op == "nm_linear":
-        wbytes = N * K // 2 * 4 + N * formats.meta_bytes(K)  # fp32 values + meta (4-bit mask per group of 4)
+        wbytes = N * K // 2 * size + N * formats.meta_bytes(K)  # kept values + meta (4-bit mask per group of 4)
         work = dense / 2
     elif op == "nm_int8_linear":
         wbytes = N * K // 2 + N * formats.meta_bytes(K) + N * 4  # int8 kept values + meta + fp32 scales
@@ -123,26 +124,33 @@ def _linear_case(op: str, K: int, N: int, M: int) -> Case:
     else:
         wbytes = N * K + N * 4  # int8 + fp32 scales
         work = dense
-    nbytes = wbytes + M * K * 4 + M * N * 4
+    nbytes = wbytes + (M * K + M * N) * size
+    if dtype != torch.float32:  # only nm_linear has other dtypes
+        return Case(op, f"K={K} N={N} M={M} bf16", params, dense, work, nbytes,
+                    lambda llc: _build_nm_linear(K, N, M, llc, dtype))
     return Case(
         op, f"K={K} N={N} M={M}", params, dense, work, nbytes, lambda llc: _BUILDERS[op](K, N, M, llc)
     )
 
 
-def _build_nm_linear(K: int, N: int, M: int, llc: int) -> Built:
+def _build_nm_linear(K: int, N: int, M: int, llc: int, dtype: torch.dtype = torch.float32) -> Built:
+    """2:4 ``nm_linear`` in ``dtype`` (fp32 or bf16) against dense ``F.linear`` on the same
+    pruned weight in fp32 and in bf16."""
     xb_bytes = M * K * 2
     smallest = N * K * 2 + xb_bytes  # bf16 weight (nm values+meta is a little more)
     n = rotation_sets(smallest, llc)
     ws = _weights(n, N, K, nm=True)
     xs = _inputs(n, M, K)
-    packed = [ops.nm_compress(w, 2, 4) for w in ws]
     wbs = [w.bfloat16() for w in ws]
     xbs = [x.bfloat16() for x in xs]
+    x_eff = xs if dtype == torch.float32 else xbs
+    packed = [ops.nm_compress(w.to(dtype), 2, 4) for w in ws]
+    name = "fp32" if dtype == torch.float32 else "bf16"
     cands = [
         Candidate(
             "effdl",
-            [lambda x=x, p=p: ops.nm_linear(x, p[0], p[1], 2, 4) for x, p in zip(xs, packed, strict=True)],
-            note="effdl.ops.nm_linear, 2:4 fp32",
+            [lambda x=x, p=p: ops.nm_linear(x, p[0], p[1], 2, 4) for x, p in zip(x_eff, packed, strict=True)],
+            note=f"effdl.ops.nm_linear, 2:4 {name}",
         ),
         Candidate(
             "F.linear fp32",
@@ -155,14 +163,20 @@ def _build_nm_linear(K: int, N: int, M: int, llc: int) -> Built:
             note="F.linear bf16, x and the dense weight cast to bf16",
         ),
     ]
-    ref = F.linear(xs[0].double(), ws[0].double())
+    ref = F.linear(x_eff[0].double(), packed_dense(packed[0]).double())
     errs = _errors(first_outputs(cands), ref)
     sb = {
-        "effdl": N * K * 2 + N * formats.meta_bytes(K) + M * K * 4,
+        "effdl": N * K // 2 * dtype.itemsize + N * formats.meta_bytes(K) + M * K * dtype.itemsize,
         "F.linear fp32": N * K * 4 + M * K * 4,
         "F.linear bf16": N * K * 2 + xb_bytes,
     }
-    return Built(cands, n, sb, errs, 1e-4, "fp64 F.linear, same 2:4-pruned dense weight")
+    # bf16: the reference takes effdl's own bf16 inputs, so only the fp32-accumulated sum's rounding remains
+    tol = 1e-4 if dtype == torch.float32 else 1e-2
+    return Built(cands, n, sb, errs, tol, f"fp64 F.linear of the {name} inputs, same 2:4-pruned dense weight")
+
+
+def packed_dense(p: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    return ops.nm_decompress(p[0], p[1], 2, 4)
 
 
 def _w8a8(x, wq, s):
@@ -316,6 +330,9 @@ LINEAR_SHAPES_FULL = [
 LINEAR_M_FULL = (1, 16, 128)
 # the N:M ops also at M = 4 (x read directly) and 512 (packed x, many strips)
 NM_M_FULL = (1, 4, 16, 128, 512)
+# nm_linear in bf16 (its fp32 runs cover every shape): the BERT FFN and Llama-class layers
+NM_BF16_SHAPES = [(768, 3072), (3072, 768), (4096, 4096), (4096, 11008)]
+NM_BF16_M = (1, 16, 128)
 LINEAR_QUICK = [(768, 768, 1), (768, 768, 128), (4096, 4096, 1)]
 
 
@@ -489,6 +506,8 @@ def cases(op_names: list[str], quick: bool) -> list[Case]:
             else:
                 ms = NM_M_FULL if op in ("nm_linear", "nm_int8_linear") else LINEAR_M_FULL
                 out += [_linear_case(op, K, N, M) for K, N in LINEAR_SHAPES_FULL for M in ms]
+                if op == "nm_linear":
+                    out += [_linear_case(op, K, N, M, torch.bfloat16) for K, N in NM_BF16_SHAPES for M in NM_BF16_M]
         elif op == "dwsep_conv2d":
             if quick:
                 out += [_dwsep_case(C, H, Co, s, B) for C, H, Co, s, B in DWSEP_QUICK]
