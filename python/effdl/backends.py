@@ -30,14 +30,17 @@ OPS = (
     "nm_linear",
     "quantize_rows",
     "int8_linear",
+    "int8_pack_weight",
+    "int8_linear_packed",
     "nm_int8_linear",
     "int8_weight_linear",
     "dwsep_conv2d",
 )
-# the ops with a kernel in effdl.triton: all but the sparse-int8 one, which has none yet
-TRITON_OPS = tuple(op for op in OPS if op != "nm_int8_linear")
-# ops whose native kernels exist for the CPU only: on a GPU "auto" takes the reference
-CPU_ONLY_OPS = frozenset({"nm_int8_linear"})
+# ops whose native kernels exist for the CPU only: on a GPU "auto" takes the reference.
+# int8_pack_weight / int8_linear_packed: their panels are a CPU layout (GPUs take int8_linear)
+CPU_ONLY_OPS = frozenset({"nm_int8_linear", "int8_pack_weight", "int8_linear_packed"})
+# the ops with a kernel in effdl.triton: all but the CPU-only ones
+TRITON_OPS = tuple(op for op in OPS if op not in CPU_ONLY_OPS)
 
 _backend = "auto"
 _warned: set[tuple[str, str]] = set()
