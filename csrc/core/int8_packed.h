@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "int8.h"
 
@@ -68,23 +69,34 @@ inline int32_t load_group(const int8_t* q, int64_t K, int64_t kk) {
   return v;
 }
 
+// What one micro-kernel call covers along K: groups [g0, g1) of a row of
+// length K. `init` (null: start from 0) holds the sums of the groups before g0;
+// `last` says g1 is the last group, so the sums come out exact (the VNNI kernel
+// then takes its shift back out).
+template <int W>
+struct KSpan {
+  int64_t K, g0, g1;
+  const int32_t (*init)[W];
+  bool last;
+};
+
 // The portable micro-kernel: R rows of q x P panels, plain int32 sums. The
-// driver calls Micro::dot<R, P>(q, ldq, K, panel, row_bytes, acc) and reads
-// acc[r][16 c + j], column 16 c + j of the P panels.
+// driver calls Micro::dot<R, P>(q, ldq, span, panel, row_bytes, acc) and reads
+// acc[r][16 c + j], column 16 c + j of the P panels (acc may be span.init).
 struct PortablePackedMicro {
   static constexpr int kRows = 4;
   static constexpr int kPanels = 2;
+  static constexpr int kWidth = kPanels * kPanelCols;
 
   template <int R, int P>
-  static void dot(const int8_t* q, int64_t ldq, int64_t K, const int8_t* panel, int64_t row_bytes,
-                  int32_t (*acc)[kPanels * kPanelCols]) {
+  static void dot(const int8_t* q, int64_t ldq, const KSpan<kWidth>& span, const int8_t* panel, int64_t row_bytes,
+                  int32_t (*acc)[kWidth]) {
     for (int r = 0; r < R; ++r)
-      for (int c = 0; c < P * kPanelCols; ++c) acc[r][c] = 0;
-    const int64_t groups = packed_groups(K);
-    for (int64_t kk = 0; kk < groups; ++kk) {
+      for (int c = 0; c < P * kPanelCols; ++c) acc[r][c] = span.init ? span.init[r][c] : 0;
+    for (int64_t kk = span.g0; kk < span.g1; ++kk) {
       int8_t a[R][kGroupK];
       for (int r = 0; r < R; ++r) {
-        const int32_t v = load_group(q + r * ldq, K, kk);
+        const int32_t v = load_group(q + r * ldq, span.K, kk);
         std::memcpy(a[r], &v, sizeof v);
       }
       for (int p = 0; p < P; ++p) {
@@ -102,8 +114,8 @@ struct PortablePackedMicro {
 
 // The fused epilogue of R rows x the first `cols` columns of a tile: int8_epilogue
 // per element, in loops the level's target vectorises (the bias test hoisted).
-template <int R, int P, typename Out>
-inline void packed_store(const int32_t (*acc)[P * kPanelCols], int64_t rows, int64_t cols,
+template <int W, typename Out>
+inline void packed_store(const int32_t (*acc)[W], int64_t rows, int64_t cols,
                          const float* q_scale, const float* w_scale, const float* bias, Out* out,
                          int64_t ldo) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -123,39 +135,54 @@ inline void packed_store(const int32_t (*acc)[P * kPanelCols], int64_t rows, int
 // Micro::dot<R, P> for the run-time counts rows <= R and panels <= P: the
 // largest template sizes first, so full tiles take the widest kernel.
 template <class Micro, int R, int P>
-inline void packed_tile(int64_t rows, int64_t panels, const int8_t* q, int64_t ldq, int64_t K,
-                        const int8_t* panel, int64_t row_bytes, int32_t (*acc)[Micro::kPanels * kPanelCols]) {
+inline void packed_tile(int64_t rows, int64_t panels, const int8_t* q, int64_t ldq,
+                        const KSpan<Micro::kWidth>& span, const int8_t* panel, int64_t row_bytes,
+                        int32_t (*acc)[Micro::kWidth]) {
   if constexpr (R > 1) {
-    if (rows < R) return packed_tile<Micro, R - 1, P>(rows, panels, q, ldq, K, panel, row_bytes, acc);
+    if (rows < R) return packed_tile<Micro, R - 1, P>(rows, panels, q, ldq, span, panel, row_bytes, acc);
   }
   if constexpr (P > 1) {
-    if (panels < P) return packed_tile<Micro, R, P - 1>(rows, panels, q, ldq, K, panel, row_bytes, acc);
+    if (panels < P) return packed_tile<Micro, R, P - 1>(rows, panels, q, ldq, span, panel, row_bytes, acc);
   }
-  Micro::template dot<R, P>(q, ldq, K, panel, row_bytes, acc);
+  Micro::template dot<R, P>(q, ldq, span, panel, row_bytes, acc);
 }
+
+// Groups of K per block: the block's slab of a panel group (at most 4 panels x
+// 64 groups x 64 bytes = 16 KB) stays in L1 while every row of q passes.
+constexpr int64_t kBlockGroups = 64;
 
 // Output panels [p_begin, p_end) of out[M, N] (row stride ldo):
 //   out[i, o] = float(sum_k q[i, k] * wq[o, k]) * q_scale[i] * w_scale[o] + bias[o]
-// with wq given as its packing. Blocking: a group of Micro::kPanels panels
-// (kPanels * 16 * K bytes, in L2 for the usual K) is swept by every block of
-// Micro::kRows rows of q, whose rows stay in L1.
+// with wq given as its packing. Blocking: for each group of Micro::kPanels
+// panels and each block of kBlockGroups groups of K, every block of
+// Micro::kRows rows of q adds its partial sums (kept per row of q between
+// blocks of K) and the last block of K writes the output through the epilogue.
 template <class Micro, typename Out>
 void int8_linear_packed_run(const int8_t* q, int64_t ldq, const float* q_scale, int64_t M, int64_t K,
                             const int8_t* packed, int64_t N, const float* w_scale, const float* bias,
                             Out* out, int64_t ldo, int64_t p_begin, int64_t p_end) {
-  constexpr int kR = Micro::kRows, kP = Micro::kPanels;
-  const int64_t row_bytes = packed_row_bytes(K);
-  int32_t acc[kR][kP * kPanelCols];
+  constexpr int kR = Micro::kRows, kP = Micro::kPanels, kW = Micro::kWidth;
+  using Rows = int32_t (*)[kW];
+  const int64_t row_bytes = packed_row_bytes(K), groups = packed_groups(K);
+  const int64_t blocks = std::max<int64_t>(1, (groups + kBlockGroups - 1) / kBlockGroups);
+  std::vector<int32_t> partial(blocks > 1 ? size_t(M) * kW : 0);  // the sums so far, [M][kW]
+  int32_t acc[kR][kW];
   for (int64_t p = p_begin; p < p_end; p += kP) {
     const int64_t panels = std::min<int64_t>(kP, p_end - p);
     const int8_t* panel = packed + p * row_bytes;
     const int64_t o = p * kPanelCols;
     const int64_t cols = std::min<int64_t>(panels * kPanelCols, N - o);
-    for (int64_t i = 0; i < M; i += kR) {
-      const int64_t rows = std::min<int64_t>(kR, M - i);
-      packed_tile<Micro, kR, kP>(rows, panels, q + i * ldq, ldq, K, panel, row_bytes, acc);
-      packed_store<kR, kP, Out>(acc, rows, cols, q_scale + i, w_scale + o, bias ? bias + o : nullptr,
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t g0 = b * kBlockGroups, g1 = std::min(groups, g0 + kBlockGroups);
+      for (int64_t i = 0; i < M; i += kR) {
+        const int64_t rows = std::min<int64_t>(kR, M - i);
+        const Rows sums = blocks > 1 ? reinterpret_cast<Rows>(partial.data() + i * kW) : acc;
+        const KSpan<kW> span{K, g0, g1, b > 0 ? sums : nullptr, b == blocks - 1};
+        packed_tile<Micro, kR, kP>(rows, panels, q + i * ldq, ldq, span, panel, row_bytes, sums);
+        if (span.last)
+          packed_store<kW, Out>(sums, rows, cols, q_scale + i, w_scale + o, bias ? bias + o : nullptr,
                                 out + i * ldo + o, ldo);
+      }
     }
   }
 }

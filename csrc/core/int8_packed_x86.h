@@ -61,7 +61,9 @@ inline int32_t group_at(const int8_t* q) {
 // arrays passed by reference it shuffled them between registers every step).
 //   act        the broadcast form of one row's 4 activation bytes
 //   mac        s += the 4-byte dot products of act and w, per int32 lane
-//   store      the exact sums of a vector of columns (shift: its 128 * colsum)
+//   load_sums  the partial sums of an earlier block of K
+//   store      the sums of a vector of columns; exact with `shift` (their
+//              128 * colsum, the last block of K), else partial (shift null)
 
 struct VnniOps {  // AVX-512 VNNI: vpdpbusd on q + 128, minus 128 * colsum
   using vec = __m512i;
@@ -78,8 +80,9 @@ struct VnniOps {  // AVX-512 VNNI: vpdpbusd on q + 128, minus 128 * colsum
   EFFDL_PACKED_VNNI static inline void mac(vec* s, const act* a, const vec* w) {
     *s = _mm512_dpbusd_epi32(*s, a->a, *w);
   }
+  EFFDL_PACKED_VNNI static inline void load_sums(vec* d, const int32_t* p) { *d = _mm512_loadu_si512(p); }
   EFFDL_PACKED_VNNI static inline void store(int32_t* d, const vec* s, const int8_t* shift) {
-    _mm512_storeu_si512(d, _mm512_sub_epi32(*s, _mm512_loadu_si512(shift)));
+    _mm512_storeu_si512(d, shift ? _mm512_sub_epi32(*s, _mm512_loadu_si512(shift)) : *s);
   }
 };
 
@@ -104,6 +107,9 @@ struct Avx2Ops {  // AVX2: the split-sign vpmaddubsw (the top of this file)
     const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(a->pos, *w), ones);
     const __m256i n = _mm256_madd_epi16(_mm256_maddubs_epi16(a->neg, *w), ones);
     *s = _mm256_sub_epi32(_mm256_add_epi32(*s, p), n);
+  }
+  EFFDL_PACKED_AVX2 static inline void load_sums(vec* d, const int32_t* p) {
+    *d = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   }
   EFFDL_PACKED_AVX2 static inline void store(int32_t* d, const vec* s, const int8_t*) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), *s);
@@ -130,6 +136,7 @@ struct Avx512Ops {  // AVX-512 without VNNI: the split-sign vpmaddubsw on zmm
     const __m512i n = _mm512_madd_epi16(_mm512_maddubs_epi16(a->neg, *w), ones);
     *s = _mm512_sub_epi32(_mm512_add_epi32(*s, p), n);
   }
+  EFFDL_PACKED_AVX512 static inline void load_sums(vec* d, const int32_t* p) { *d = _mm512_loadu_si512(p); }
   EFFDL_PACKED_AVX512 static inline void store(int32_t* d, const vec* s, const int8_t*) { _mm512_storeu_si512(d, *s); }
 };
 
@@ -141,6 +148,7 @@ struct Micro {
   static constexpr int kRows = V::kRows;
   static constexpr int kPanels = V::kPanels;
   static constexpr int kVecs = int(kGroupBytes / int64_t(sizeof(vec)));  // vectors per panel group
+  static constexpr int kWidth = kPanels * kPanelCols;
 
   // One group: qg[r * ldq] are row r's 4 bytes, wg + p * row_bytes panel p's 64.
   template <int R, int P>
@@ -161,27 +169,34 @@ struct Micro {
   }
 
   template <int R, int P>
-  static inline void dot(const int8_t* q, int64_t ldq, int64_t K, const int8_t* panel, int64_t row_bytes,
-                         int32_t (*acc)[kPanels * kPanelCols]) {
+  static inline void dot(const int8_t* q, int64_t ldq, const KSpan<kWidth>& span, const int8_t* panel,
+                         int64_t row_bytes, int32_t (*acc)[kWidth]) {
+    constexpr int64_t lanes = int64_t(sizeof(vec)) / 4;
     vec s[R][P * kVecs];
     EFFDL_UNROLL
     for (int r = 0; r < R; ++r)
       EFFDL_UNROLL
-      for (int j = 0; j < P * kVecs; ++j) V::zero(&s[r][j]);
-    const int64_t full = K / kGroupK, groups = packed_groups(K);
-    if (full < groups) {  // the partial last group first: after the loop it cost GCC its register allocation
+      for (int j = 0; j < P * kVecs; ++j) {
+        if (span.init)
+          V::load_sums(&s[r][j], span.init[r] + j * lanes);
+        else
+          V::zero(&s[r][j]);
+      }
+    const int64_t full_end = std::min(span.g1, span.K / kGroupK);  // groups with 4 bytes inside K
+    if (full_end < span.g1) {  // the partial last group first: after the loop it cost GCC its register allocation
       int8_t tail[R][kGroupK];
-      tail_groups<R>(q, ldq, K, tail);
-      step<R, P>(tail[0], kGroupK, panel + full * kGroupBytes, row_bytes, s);
+      tail_groups<R>(q, ldq, span.K, tail);
+      step<R, P>(tail[0], kGroupK, panel + full_end * kGroupBytes, row_bytes, s);
     }
-    for (int64_t kk = 0; kk < full; ++kk) step<R, P>(q + kk * kGroupK, ldq, panel + kk * kGroupBytes, row_bytes, s);
-    constexpr int64_t lanes = int64_t(sizeof(vec)) / 4;
+    for (int64_t kk = span.g0; kk < full_end; ++kk)
+      step<R, P>(q + kk * kGroupK, ldq, panel + kk * kGroupBytes, row_bytes, s);
+    const int64_t sums_at = packed_groups(span.K) * kGroupBytes;  // the panel's 128 * colsum
     EFFDL_UNROLL
     for (int r = 0; r < R; ++r)
       EFFDL_UNROLL
       for (int j = 0; j < P * kVecs; ++j) {
-        const int8_t* shift = panel + (j / kVecs) * row_bytes + groups * kGroupBytes + (j % kVecs) * lanes * 4;
-        V::store(acc[r] + j * lanes, &s[r][j], shift);
+        const int8_t* shift = panel + (j / kVecs) * row_bytes + sums_at + (j % kVecs) * lanes * 4;
+        V::store(acc[r] + j * lanes, &s[r][j], span.last ? shift : nullptr);
       }
   }
 };

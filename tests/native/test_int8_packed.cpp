@@ -11,9 +11,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <random>
-#include <utility>
 #include <vector>
 
 #include "check.h"
@@ -22,66 +19,32 @@
 #include "core/int8_packed.h"
 #include "core/isa.h"
 #include "core/kernel_table.h"
+#include "int8_problem.h"
 
 using namespace effdl::core;
 
 namespace {
 
-using Rng = std::mt19937_64;
-inline size_t sz(int64_t v) { return static_cast<size_t>(v); }
+using effdl_test::bits_of;
+using effdl_test::chunks;
+using effdl_test::poison;
+using effdl_test::Rng;
+using effdl_test::sz;
+constexpr int64_t kMaxChunk = 5;  // panels per chunk
 
-template <typename T>
-uint32_t bits_of(T v) {
-  uint32_t b = 0;
-  std::memcpy(&b, &v, sizeof(T));
-  return b;
-}
-
-template <typename Out>
-Out poison() {
-  return store_from_float<Out>(-12345.f);
-}
-
-// Uneven chunks covering [0, n), as parallel_for may cut them.
-std::vector<std::pair<int64_t, int64_t>> chunks(int64_t n, Rng& rng) {
-  std::vector<std::pair<int64_t, int64_t>> out;
-  for (int64_t b = 0; b < n;) {
-    const int64_t e = std::min(n, b + 1 + int64_t(rng() % 5));
-    out.push_back({b, e});
-    b = e;
-  }
-  return out;
-}
-
-struct Problem {
-  int64_t M, K, N, ldq, ldo;
-  std::vector<int8_t> q, wq;  // q [M, ldq], wq [N, K]
-  std::vector<int64_t> acc;   // the exact sums [M, N]
+// An int8 problem and its packed weight (the pack itself cut into uneven chunks).
+struct Problem : effdl_test::Int8Problem {
   std::vector<int8_t> packed;
-
-  void reference() {
-    acc.assign(sz(M * N), 0);
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t o = 0; o < N; ++o) {
-        int64_t s = 0;
-        for (int64_t k = 0; k < K; ++k) s += int64_t(q[sz(i * ldq + k)]) * int64_t(wq[sz(o * K + k)]);
-        acc[sz(i * N + o)] = s;
-      }
-  }
 
   void pack(Rng& rng) {
     packed.assign(sz(packed_panels(N) * packed_row_bytes(K)), int8_t(0x5a));  // poison
-    for (auto [b, e] : chunks(packed_panels(N), rng)) int8_pack_weight_panels(wq.data(), K, N, K, packed.data(), b, e);
+    for (auto [b, e] : chunks(packed_panels(N), rng, kMaxChunk))
+      int8_pack_weight_panels(wq.data(), K, N, K, packed.data(), b, e);
   }
 };
 
 Problem make_problem(Rng& rng, int64_t M, int64_t K, int64_t N) {
-  Problem p{M, K, N, K + 3, N + 2, {}, {}, {}, {}};
-  p.q.resize(sz(std::max<int64_t>(M * p.ldq, 1)));
-  p.wq.resize(sz(N * K));
-  for (auto& v : p.q) v = int8_t(int(rng() % 256) - 128);
-  for (auto& v : p.wq) v = int8_t(int(rng() % 256) - 128);
-  p.reference();
+  Problem p{effdl_test::random_int8_problem(rng, M, K, N), {}};
   p.pack(rng);
   return p;
 }
@@ -112,7 +75,7 @@ template <typename Out>
 void run(const KernelTable& t, const Problem& p, const float* qs, const float* ws, const float* bias,
          std::vector<Out>& out, Rng& rng) {
   out.assign(sz(std::max<int64_t>(p.M * p.ldo, 1)), poison<Out>());
-  for (auto [b, e] : chunks(packed_panels(p.N), rng))
+  for (auto [b, e] : chunks(packed_panels(p.N), rng, kMaxChunk))
     t.int8<Out>().int8_linear_packed_block(p.q.data(), p.ldq, qs, p.M, p.K, p.packed.data(), p.N, ws, bias,
                                            out.data(), p.ldo, b, e);
 }
@@ -144,6 +107,9 @@ void test_shapes(const KernelTable& t, Rng& rng) {
         check_pack(p);
         check_exact(t, p, rng, "random");
       }
+  // more than one block of K (64 groups): partial sums carried between blocks
+  for (int64_t K : {257, 259, 515, 1001})
+    for (int64_t N : {16, 50}) check_exact(t, make_problem(rng, 7, K, N), rng, "blocks of K");
   check_exact(t, make_problem(rng, 0, 17, 5), rng, "M=0");
   const Problem k0 = make_problem(rng, 3, 0, 20);  // K = 0: every sum is 0
   check_pack(k0);
@@ -162,7 +128,7 @@ void test_int32_bound(const KernelTable& t, Rng& rng) {
       {-128, -128, -128}, {127, 127, -128}, {-128, -128, 127}, {127, -127, -128}, {-128, 127, -128}, {-128, 127, 127},
   };
   for (const Pattern& pat : patterns) {
-    Problem p{3, K, 18, K, 18, std::vector<int8_t>(sz(3 * K)), std::vector<int8_t>(sz(18 * K)), {}, {}};
+    Problem p{{3, K, 18, K, 18, std::vector<int8_t>(sz(3 * K)), std::vector<int8_t>(sz(18 * K)), {}}, {}};
     for (int64_t k = 0; k < K; ++k) {
       p.q[sz(k)] = p.q[sz(K + k)] = (k % 2) ? pat.q_odd : pat.q_even;
       p.q[sz(2 * K + k)] = int8_t(rng() % 256 - 128);

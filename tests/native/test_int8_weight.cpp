@@ -8,32 +8,24 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
-#include <random>
-#include <utility>
 #include <vector>
 
 #include "check.h"
 #include "core/dtype.h"
 #include "core/isa.h"
 #include "core/kernel_table.h"
+#include "int8_problem.h"
 
 using namespace effdl::core;
 
 namespace {
 
-using Rng = std::mt19937_64;
-inline size_t sz(int64_t v) { return static_cast<size_t>(v); }
+using effdl_test::bits_of;
+using effdl_test::Rng;
+using effdl_test::sz;
 
 double to_d(float v) { return v; }
 double to_d(bf16 v) { return to_float(v); }
-
-template <typename T>
-uint32_t bits_of(T v) {
-  uint32_t b = 0;
-  std::memcpy(&b, &v, sizeof(T));
-  return b;
-}
 
 template <typename Out>
 void check_level(const KernelTable& t, Rng& rng, int64_t M, int64_t K, int64_t N, double out_eps) {
@@ -47,15 +39,12 @@ void check_level(const KernelTable& t, Rng& rng, int64_t M, int64_t K, int64_t N
   std::vector<float> ws(sz(N)), bias(sz(N));
   for (auto& v : ws) v = sd(rng);
   for (auto& v : bias) v = xd(rng);
-  const Out poison = store_from_float<Out>(-12345.f);
+  const Out poison = effdl_test::poison<Out>();
   for (int with_bias = 0; with_bias < 2; ++with_bias) {
     std::vector<Out> out(sz(std::max<int64_t>(M * ldo, 1)), poison);
-    for (int64_t b = 0; b < N;) {
-      const int64_t e = std::min(N, b + 1 + int64_t(rng() % 7));
+    for (auto [b, e] : effdl_test::chunks(N, rng, 7))
       t.int8<Out>().int8_weight_linear_block(x.data(), ldx, M, K, wq.data(), ws.data(),
                                              with_bias ? bias.data() : nullptr, out.data(), ldo, b, e);
-      b = e;
-    }
     bool ok = true;
     for (int64_t i = 0; i < M && ok; ++i) {
       for (int64_t o = 0; o < N && ok; ++o) {
