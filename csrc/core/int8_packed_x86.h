@@ -11,7 +11,8 @@
 // AVX2 and AVX-512 without VNNI: vpmaddubsw (unsigned x signed bytes, adjacent
 // pairs summed into int16, *saturating*) then vpmaddwd with ones (-> int32).
 // Fed q + 128 it saturates, and the usual sign trick (|w| x sign(q, w)) is
-// wrong for q = w = -128, where sign() wraps -(-128) to -128. So q is split
+// wrong for q = -128 against a negative w, where sign() wraps -(-128) to -128
+// (and, swapped, for w = -128 against a negative q). So q is split
 // into q+ = max(q, 0) in [0, 127] and q- = |min(q, 0)| in [0, 128] (as
 // unsigned bytes): q * w = q+ * w - q- * w, and every pair sum stays inside
 // int16 (2 * 127 * -128 >= -32768 and 2 * 128 * -128 = -32768; 2 * 128 * 127

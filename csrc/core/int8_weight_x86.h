@@ -87,7 +87,16 @@ inline void tile(const float* x, int64_t ldx, int64_t K, const int8_t* wq, const
     EFFDL_UNROLL
     for (int c = 0; c < RW; ++c) V::zero(&acc[r][c]);
   const int64_t kv = K / V::kLanes * V::kLanes;
+  // the next RW weight rows, a line each per 64 bytes of this tile's: each row
+  // is a short stream (often one page) that the hardware prefetchers learn too
+  // late. Addresses as integers: past the last row they point nowhere, and a
+  // prefetch never faults.
+  const uintptr_t next = reinterpret_cast<uintptr_t>(wq) + uintptr_t((o + RW) * K);
   for (int64_t k = 0; k < kv; k += V::kLanes) {
+    if (k % 64 == 0) {
+      EFFDL_UNROLL
+      for (int c = 0; c < RW; ++c) __builtin_prefetch(reinterpret_cast<const void*>(next + uintptr_t(c * K + k)), 0, 2);
+    }
     vec w[RW];
     EFFDL_UNROLL
     for (int c = 0; c < RW; ++c) V::load_w(&w[c], wq + (o + c) * K + k);

@@ -101,6 +101,8 @@ class QLinear(nn.Module):
     def packed_weight(self) -> torch.Tensor:
         """``int8_pack_weight(wq)``, cached per device while ``wq`` is the same tensor at the same version."""
         wq = self.wq
+        if "_packed" not in self.__dict__:  # a module unpickled from before the cache existed
+            self._packed = {}
         cached = self._packed.get(wq.device)
         if cached is not None and cached[0] is wq and cached[1] == wq._version:
             return cached[2]
