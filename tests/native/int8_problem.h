@@ -1,15 +1,19 @@
 // What the native int8 tests share: the poisoned outputs, the uneven chunks
-// parallel_for may cut, and an int8 problem with its exact int64 sums.
+// parallel_for may cut, an int8 problem with its exact int64 sums, random
+// scales, and the loop over the kernel levels that run here.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <utility>
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/isa.h"
+#include "core/kernel_table.h"
 
 namespace effdl_test {
 
@@ -66,6 +70,36 @@ inline Int8Problem random_int8_problem(Rng& rng, int64_t M, int64_t K, int64_t N
   for (auto& v : p.wq) v = int8_t(int(rng() % 256) - 128);
   p.reference();
   return p;
+}
+
+// Per-row and per-channel scales and a bias, as the quantizers make them.
+struct Int8Scales {
+  std::vector<float> q_scale, w_scale, bias;
+};
+
+inline Int8Scales random_scales(Rng& rng, int64_t M, int64_t N) {
+  std::uniform_real_distribution<float> scale(1e-3f, 0.1f), bval(-2.f, 2.f);
+  Int8Scales s{std::vector<float>(sz(M)), std::vector<float>(sz(N)), std::vector<float>(sz(N))};
+  for (auto& v : s.q_scale) v = scale(rng);
+  for (auto& v : s.w_scale) v = scale(rng);
+  for (auto& v : s.bias) v = bval(rng);
+  return s;
+}
+
+// Calls f(table) for every level this build holds and this CPU runs, and says
+// which it skips.
+template <class F>
+void for_each_level(F&& f) {
+  using namespace effdl::core;
+  for (int level = 0; level < kIsaCount; ++level) {
+    const Isa isa = Isa(level);
+    const KernelTable* t = kernel_table(isa);
+    if (t == nullptr || !isa_supported_by_cpu(isa)) {
+      std::printf("SKIP %s: %s\n", isa_name(isa), t == nullptr ? "not in this build" : "this CPU does not run it");
+      continue;
+    }
+    f(*t);
+  }
 }
 
 }  // namespace effdl_test

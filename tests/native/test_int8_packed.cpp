@@ -151,11 +151,10 @@ void test_int32_bound(const KernelTable& t, Rng& rng) {
 template <typename Out>
 void test_epilogue(const KernelTable& t, Rng& rng) {
   const Problem p = make_problem(rng, 6, 200, 37);
-  std::uniform_real_distribution<float> scale(1e-3f, 0.1f), bval(-2.f, 2.f);
-  std::vector<float> qs(sz(p.M)), ws(sz(p.N)), bias(sz(p.N));
-  for (auto& v : qs) v = scale(rng);
-  for (auto& v : ws) v = scale(rng);
-  for (auto& v : bias) v = bval(rng);
+  const effdl_test::Int8Scales sc = effdl_test::random_scales(rng, p.M, p.N);
+  const std::vector<float>& qs = sc.q_scale;
+  const std::vector<float>& ws = sc.w_scale;
+  const std::vector<float>& bias = sc.bias;
   for (int with_bias = 0; with_bias < 2; ++with_bias) {
     const float* b = with_bias ? bias.data() : nullptr;
     std::vector<Out> got;
@@ -174,19 +173,12 @@ void test_epilogue(const KernelTable& t, Rng& rng) {
 
 int main() {
   Rng rng(20261130);
-  for (int level = 0; level < kIsaCount; ++level) {
-    const Isa isa = Isa(level);
-    const KernelTable* t = kernel_table(isa);
-    if (t == nullptr || !isa_supported_by_cpu(isa)) {
-      std::printf("SKIP %s: %s\n", isa_name(isa),
-                  t == nullptr ? "not in this build" : "this CPU does not run it");
-      continue;
-    }
-    test_shapes(*t, rng);
-    test_int32_bound(*t, rng);
-    test_epilogue<float>(*t, rng);
-    test_epilogue<bf16>(*t, rng);
-    test_epilogue<fp16>(*t, rng);
-  }
+  effdl_test::for_each_level([&](const KernelTable& t) {
+    test_shapes(t, rng);
+    test_int32_bound(t, rng);
+    test_epilogue<float>(t, rng);
+    test_epilogue<bf16>(t, rng);
+    test_epilogue<fp16>(t, rng);
+  });
   return effdl_test::finish("test_int8_packed");
 }

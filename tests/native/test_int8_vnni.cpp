@@ -113,11 +113,10 @@ void test_int32_bound(const KernelTable& t, Rng& rng) {
 template <typename Out>
 void test_epilogue(const KernelTable& t, Rng& rng) {
   const Problem p = random_problem(rng, 6, 200, 13);
-  std::uniform_real_distribution<float> scale(1e-3f, 0.1f), bval(-2.f, 2.f);
-  std::vector<float> qs(sz(p.M)), ws(sz(p.N)), bias(sz(p.N));
-  for (auto& v : qs) v = scale(rng);
-  for (auto& v : ws) v = scale(rng);
-  for (auto& v : bias) v = bval(rng);
+  const effdl_test::Int8Scales sc = effdl_test::random_scales(rng, p.M, p.N);
+  const std::vector<float>& qs = sc.q_scale;
+  const std::vector<float>& ws = sc.w_scale;
+  const std::vector<float>& bias = sc.bias;
   for (int with_bias = 0; with_bias < 2; ++with_bias) {
     const float* b = with_bias ? bias.data() : nullptr;
     std::vector<Out> got(sz(p.M * p.ldo), poison<Out>()), want(sz(p.M * p.ldo), poison<Out>());

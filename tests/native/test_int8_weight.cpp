@@ -72,18 +72,12 @@ void check_level(const KernelTable& t, Rng& rng, int64_t M, int64_t K, int64_t N
 
 int main() {
   Rng rng(20261130);
-  for (int level = 0; level < kIsaCount; ++level) {
-    const Isa isa = Isa(level);
-    const KernelTable* t = kernel_table(isa);
-    if (t == nullptr || !isa_supported_by_cpu(isa)) {
-      std::printf("SKIP %s: %s\n", isa_name(isa), t == nullptr ? "not in this build" : "this CPU does not run it");
-      continue;
-    }
+  effdl_test::for_each_level([&](const KernelTable& t) {
     for (int64_t M : {0, 1, 2, 3, 5, 9})
       for (int64_t K : {1, 7, 8, 9, 16, 17, 33, 100})
-        for (int64_t N : {1, 3, 4, 5, 13}) check_level<float>(*t, rng, M, K, N, 0.0);
-    check_level<float>(*t, rng, 21, 4099, 6, 0.0);  // 16 rows of x per L2 block: two blocks
-    check_level<bf16>(*t, rng, 3, 70, 9, 0x1p-8);
-  }
+        for (int64_t N : {1, 3, 4, 5, 13}) check_level<float>(t, rng, M, K, N, 0.0);
+    check_level<float>(t, rng, 21, 4099, 6, 0.0);  // 16 rows of x per L2 block: two blocks
+    check_level<bf16>(t, rng, 3, 70, 9, 0x1p-8);
+  });
   return effdl_test::finish("test_int8_weight");
 }
