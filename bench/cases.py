@@ -185,6 +185,12 @@ def _w8a8(x, wq, s):
     return ops.int8_linear(q, qs, wq, s)
 
 
+def _w8a8_packed(x, packed, s):
+    """What ``QLinear`` (dynamic) runs on CPU: quantize the rows of x, int8 GEMM on the prepacked weight."""
+    q, qs = ops.quantize_rows(x)
+    return ops.int8_linear_packed(q, qs, packed, s)
+
+
 def _ao_candidate(ws, xs, note: str) -> Candidate:
     """FBGEMM dynamic int8 (``quantize_dynamic``) of each weight, one per rotation set."""
     mods = [_ao_dynamic_int8(w) for w in ws]
@@ -196,6 +202,8 @@ def _build_int8_linear(K: int, N: int, M: int, llc: int) -> Built:
     ws = _weights(n, N, K, nm=False)
     xs = _inputs(n, M, K)
     qw = [ops.quantize_rows(w) for w in ws]  # symmetric per output channel
+    packs = [(ops.int8_pack_weight(wq), s) for wq, s in qw]
+    packed_bytes = packs[0][0].numel()
 
     def make_ao() -> Candidate:
         return _ao_candidate(ws, xs, "quantize_dynamic(nn.Linear), qint8 per-tensor weights, x86/FBGEMM engine")
@@ -203,18 +211,24 @@ def _build_int8_linear(K: int, N: int, M: int, llc: int) -> Built:
     cands = [
         Candidate(
             "effdl",
-            [lambda x=x, p=p: _w8a8(x, *p) for x, p in zip(xs, qw, strict=True)],
-            note="effdl.ops.quantize_rows(x) + effdl.ops.int8_linear: the full dynamic W8A8 path",
+            [lambda x=x, p=p: _w8a8_packed(x, *p) for x, p in zip(xs, packs, strict=True)],
+            note="QLinear's dynamic CPU path: effdl.ops.quantize_rows(x) + effdl.ops.int8_linear_packed (prepacked weight)",
         ),
         Candidate("F.linear fp32", [lambda x=x, w=w: F.linear(x, w) for x, w in zip(xs, ws, strict=True)]),
         _try("torch.ao dyn int8", make_ao),
+        Candidate(
+            "effdl unpacked",
+            [lambda x=x, p=p: _w8a8(x, *p) for x, p in zip(xs, qw, strict=True)],
+            note="effdl.ops.quantize_rows(x) + effdl.ops.int8_linear on the canonical [N, K] weight",
+        ),
     ]
     ref = F.linear(xs[0].double(), ws[0].double())
     errs = _errors(first_outputs(cands), ref)
     sb = {
-        "effdl": N * K + N * 4 + M * K * 4,
+        "effdl": packed_bytes + N * 4 + M * K * 4,
         "F.linear fp32": N * K * 4 + M * K * 4,
         "torch.ao dyn int8": N * K + M * K * 4,
+        "effdl unpacked": N * K + N * 4 + M * K * 4,
     }
     # int8 x int8 with per-row/per-channel scales: ~1% of the output norm is quantization error
     return Built(cands, n, sb, errs, 5e-2, "fp64 F.linear of the unquantized weight and input")
@@ -327,7 +341,7 @@ LINEAR_SHAPES_FULL = [
     (4096, 4096),
     (4096, 11008),
 ]
-LINEAR_M_FULL = (1, 16, 128)
+LINEAR_M_FULL = (1, 16, 128, 512)
 # the N:M ops also at M = 4 (x read directly) and 512 (packed x, many strips)
 NM_M_FULL = (1, 4, 16, 128, 512)
 # nm_linear in bf16 (its fp32 runs cover every shape): the BERT FFN and Llama-class layers

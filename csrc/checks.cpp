@@ -1,6 +1,7 @@
 #include "checks.h"
 
 #include "core/int8.h"
+#include "core/int8_packed.h"
 #include "core/nm_format.h"
 
 namespace effdl {
@@ -98,6 +99,36 @@ void check_quantize_rows(const at::Tensor& x) {
               "effdl.quantize_rows: x must be float32, bfloat16 or float16, got ", x.scalar_type());
 }
 
+namespace {
+
+// What int8_linear and int8_linear_packed share past their weight: K within the
+// int32 bound, q_scale [*] and w_scale [N] float32, devices, bias, out_dtype.
+at::ScalarType check_int8_scales(const at::Tensor& q, const at::Tensor& q_scale, const at::Tensor& w_scale,
+                                 int64_t N, const c10::optional<at::Tensor>& bias,
+                                 c10::optional<at::ScalarType> out_dtype, const char* op) {
+  const int64_t K = q.size(-1);
+  TORCH_CHECK(K <= core::kInt8MaxK, "effdl.", op, ": K=", K, " exceeds ", core::kInt8MaxK,
+              ", beyond which the int32 accumulator could overflow");
+  TORCH_CHECK(q_scale.scalar_type() == at::kFloat && q_scale.sizes() == q.sizes().slice(0, q.dim() - 1),
+              "effdl.", op, ": q_scale must be float32 with shape ", q.sizes().slice(0, q.dim() - 1),
+              " (q's leading dims), got ", q_scale.scalar_type(), " of shape ", q_scale.sizes());
+  TORCH_CHECK(w_scale.scalar_type() == at::kFloat && w_scale.dim() == 1 && w_scale.size(0) == N, "effdl.", op,
+              ": w_scale must be float32 with shape [", N, "], got ", w_scale.scalar_type(), " of shape ",
+              w_scale.sizes());
+  check_same_device(q, "q", q_scale, "q_scale", op);
+  check_same_device(q, "q", w_scale, "w_scale", op);
+  check_vector(bias, "bias", N, q, op);
+  if (bias.has_value()) {
+    TORCH_CHECK(is_act_float(bias->scalar_type()), "effdl.", op,
+                ": bias must be float32, bfloat16 or float16, got ", bias->scalar_type());
+  }
+  const at::ScalarType out = out_dtype.value_or(at::kFloat);
+  TORCH_CHECK(is_act_float(out), "effdl.", op, ": out_dtype must be float32, bfloat16 or float16, got ", out);
+  return out;
+}
+
+}  // namespace
+
 at::ScalarType check_int8_linear(const at::Tensor& q, const at::Tensor& q_scale,
                                  const at::Tensor& wq, const at::Tensor& w_scale,
                                  const c10::optional<at::Tensor>& bias,
@@ -111,27 +142,40 @@ at::ScalarType check_int8_linear(const at::Tensor& q, const at::Tensor& q_scale,
   const int64_t K = q.size(-1), N = wq.size(0);
   TORCH_CHECK(wq.size(1) == K, "effdl.int8_linear: wq must have K=", K,
               " columns to match q, got shape ", wq.sizes());
-  TORCH_CHECK(K <= core::kInt8MaxK, "effdl.int8_linear: K=", K, " exceeds ", core::kInt8MaxK,
-              ", beyond which the int32 accumulator could overflow");
-  TORCH_CHECK(q_scale.scalar_type() == at::kFloat && q_scale.sizes() == q.sizes().slice(0, q.dim() - 1),
-              "effdl.int8_linear: q_scale must be float32 with shape ", q.sizes().slice(0, q.dim() - 1),
-              " (q's leading dims), got ", q_scale.scalar_type(), " of shape ", q_scale.sizes());
-  TORCH_CHECK(w_scale.scalar_type() == at::kFloat && w_scale.dim() == 1 && w_scale.size(0) == N,
-              "effdl.int8_linear: w_scale must be float32 with shape [", N, "], got ",
-              w_scale.scalar_type(), " of shape ", w_scale.sizes());
-  check_same_device(q, "q", q_scale, "q_scale", "int8_linear");
   check_same_device(q, "q", wq, "wq", "int8_linear");
-  check_same_device(q, "q", w_scale, "w_scale", "int8_linear");
-  check_vector(bias, "bias", N, q, "int8_linear");
-  if (bias.has_value()) {
-    TORCH_CHECK(is_act_float(bias->scalar_type()),
-                "effdl.int8_linear: bias must be float32, bfloat16 or float16, got ",
-                bias->scalar_type());
-  }
-  const at::ScalarType out = out_dtype.value_or(at::kFloat);
-  TORCH_CHECK(is_act_float(out), "effdl.int8_linear: out_dtype must be float32, bfloat16 or float16, got ",
-              out);
-  return out;
+  return check_int8_scales(q, q_scale, w_scale, N, bias, out_dtype, "int8_linear");
+}
+
+void check_int8_pack_weight(const at::Tensor& wq) {
+  TORCH_CHECK(wq.dim() == 2 && wq.scalar_type() == at::kChar,
+              "effdl.int8_pack_weight: wq must be a 2-D int8 tensor [N, K], got ", wq.scalar_type(),
+              " of shape ", wq.sizes());
+  TORCH_CHECK(wq.size(1) <= core::kInt8MaxK, "effdl.int8_pack_weight: K=", wq.size(1), " exceeds ",
+              core::kInt8MaxK, ", beyond which the int32 accumulator could overflow");
+}
+
+std::vector<int64_t> int8_packed_shape(int64_t N, int64_t K) {
+  return {core::packed_panels(N), core::packed_row_bytes(K)};
+}
+
+at::ScalarType check_int8_linear_packed(const at::Tensor& q, const at::Tensor& q_scale,
+                                        const at::Tensor& packed, const at::Tensor& w_scale,
+                                        const c10::optional<at::Tensor>& bias,
+                                        c10::optional<at::ScalarType> out_dtype) {
+  const char* op = "int8_linear_packed";
+  TORCH_CHECK(q.dim() >= 1 && q.scalar_type() == at::kChar,
+              "effdl.int8_linear_packed: q must be an int8 tensor [*, K], got ", q.scalar_type(),
+              " of shape ", q.sizes());
+  TORCH_CHECK(w_scale.dim() == 1, "effdl.int8_linear_packed: w_scale must be float32 with shape [N], got ",
+              w_scale.scalar_type(), " of shape ", w_scale.sizes());
+  const int64_t K = q.size(-1), N = w_scale.size(0);
+  const std::vector<int64_t> want = int8_packed_shape(N, K);
+  TORCH_CHECK(packed.scalar_type() == at::kChar && packed.sizes() == at::IntArrayRef(want),
+              "effdl.int8_linear_packed: packed must be the int8 tensor of shape ", at::IntArrayRef(want),
+              " that int8_pack_weight makes of a [", N, ", ", K, "] weight (N from w_scale, K from q), got ",
+              packed.scalar_type(), " of shape ", packed.sizes());
+  check_same_device(q, "q", packed, "packed", op);
+  return check_int8_scales(q, q_scale, w_scale, N, bias, out_dtype, op);
 }
 
 at::ScalarType check_nm_int8_linear(const at::Tensor& q, const at::Tensor& q_scale,

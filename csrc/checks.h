@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <vector>
 
 #include "core/dwsep_conv.h"
 
@@ -30,6 +31,19 @@ at::ScalarType check_int8_linear(const at::Tensor& q, const at::Tensor& q_scale,
                                  const at::Tensor& wq, const at::Tensor& w_scale,
                                  const c10::optional<at::Tensor>& bias,
                                  c10::optional<at::ScalarType> out_dtype);
+
+// wq: 2-D int8 [N, K], K <= kInt8MaxK.
+void check_int8_pack_weight(const at::Tensor& wq);
+
+// The shape of int8_pack_weight's output for a [N, K] weight (core/int8_packed.h).
+std::vector<int64_t> int8_packed_shape(int64_t N, int64_t K);
+
+// int8_linear with the weight as int8_pack_weight's output: q [*, K] int8,
+// w_scale [N] (which gives N), packed of int8_packed_shape(N, K). Returns the output dtype.
+at::ScalarType check_int8_linear_packed(const at::Tensor& q, const at::Tensor& q_scale,
+                                        const at::Tensor& packed, const at::Tensor& w_scale,
+                                        const c10::optional<at::Tensor>& bias,
+                                        c10::optional<at::ScalarType> out_dtype);
 
 // q [*, K] int8, W int8 [N, K] as values_q [N, K*n/m] + meta; K*n/m <= kInt8MaxK.
 // Returns the output dtype.

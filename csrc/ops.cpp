@@ -11,6 +11,10 @@ TORCH_LIBRARY(effdl, m) {
   m.def(
       "int8_linear(Tensor q, Tensor q_scale, Tensor wq, Tensor w_scale, Tensor? bias=None, "
       "ScalarType? out_dtype=None) -> Tensor");
+  m.def("int8_pack_weight(Tensor wq) -> Tensor");
+  m.def(
+      "int8_linear_packed(Tensor q, Tensor q_scale, Tensor packed, Tensor w_scale, Tensor? bias=None, "
+      "ScalarType? out_dtype=None) -> Tensor");
   m.def(
       "nm_int8_linear(Tensor q, Tensor q_scale, Tensor values_q, Tensor meta, int n, int m, "
       "Tensor w_scale, Tensor? bias=None, ScalarType? out_dtype=None) -> Tensor");

@@ -103,6 +103,18 @@ def _int8_linear(args, dtype):
     _int8_epilogue(E.int8_linear(*args), reference.int8_linear(*args), dtype)
 
 
+def _int8_pack_weight(args, dtype):
+    _bitwise(E.int8_pack_weight(*args), reference.int8_pack_weight(*args))
+
+
+def _int8_linear_packed(args, dtype):
+    q, q_scale, packed, w_scale, bias, out_dtype = args
+    wq = reference.int8_unpack_weight(packed, w_scale.shape[0], q.shape[-1])
+    # the same bits as int8_linear on the canonical weight, on every level
+    _bitwise(E.int8_linear_packed(*args), E.int8_linear(q, q_scale, wq, w_scale, bias, out_dtype))
+    _int8_epilogue(E.int8_linear_packed(*args), reference.int8_linear_packed(*args), dtype)
+
+
 def _nm_int8_linear(args, dtype):
     q, q_scale, values_q, meta, n, m, w_scale, bias, out_dtype = args
     ref = reference.nm_int8_linear(q, q_scale, values_q, meta.contiguous(), n, m, w_scale, bias, out_dtype)
@@ -132,6 +144,8 @@ CHECKS: dict[str, Callable[[tuple, torch.dtype], None]] = {
     "nm_linear": _nm_linear,
     "quantize_rows": _quantize_rows,
     "int8_linear": _int8_linear,
+    "int8_pack_weight": _int8_pack_weight,
+    "int8_linear_packed": _int8_linear_packed,
     "nm_int8_linear": _nm_int8_linear,
     "int8_weight_linear": _int8_weight_linear,
     "dwsep_conv2d": _dwsep_conv2d,

@@ -29,6 +29,8 @@ DTYPES: dict[str, tuple[torch.dtype, ...]] = {
     "nm_linear": _ALL_FLOATS,
     "quantize_rows": _ACT_FLOATS,
     "int8_linear": _ACT_FLOATS,
+    "int8_pack_weight": (torch.float32,),  # int8 in and out: the dtype is nominal
+    "int8_linear_packed": _ACT_FLOATS,
     "nm_int8_linear": _ACT_FLOATS,
     "int8_weight_linear": _ACT_FLOATS,
     "dwsep_conv2d": _ALL_FLOATS,
@@ -209,6 +211,26 @@ def _int8_linear(device, dtype) -> Iterator[tuple]:
            scales(70, device=device), bias(70), out)  # N split across threads
 
 
+def _int8_pack_weight(device, dtype) -> Iterator[tuple]:
+    yield (int8(5, 24, device=device),)  # one partial panel
+    yield (int8(33, 130, device=device),)  # N % 16 != 0, K % 4 != 0
+    yield (int8(0, 16, device=device),)  # no rows: no panels
+    yield (int8(16, 3, device=device),)  # one full panel, one partial group
+    yield (strided(int8(18, 12, device=device), "t"),)  # non-contiguous
+    yield (torch.full((3, 9), -128, dtype=torch.int8, device=device),)  # the extreme column sums
+
+
+def _int8_linear_packed(device, dtype) -> Iterator[tuple]:
+    # int8_linear's cases with the weight packed by the pure-PyTorch reference
+    for q, q_scale, wq, w_scale, bias, out in _int8_linear(device, dtype):
+        yield (q, q_scale, reference.int8_pack_weight(wq), w_scale, bias, out)
+    out = None if dtype == torch.float32 else dtype
+    # more than one group of 4 panels and row tiles of 4 with a remainder; non-contiguous packed
+    packed = strided(reference.int8_pack_weight(int8(75, 261, device=device)), "t")
+    yield (int8(7, 261, device=device), scales(7, device=device), packed, scales(75, device=device),
+           rand(75, dtype=dtype, device=device), out)
+
+
 def _nm_int8_linear(device, dtype) -> Iterator[tuple]:
     # dtype is the output dtype; float32 also covers out_dtype=None
     out = None if dtype == torch.float32 else dtype
@@ -302,6 +324,8 @@ _GENERATORS: dict[str, Callable[[torch.device, torch.dtype], Iterator[tuple]]] =
     "nm_linear": _nm_linear,
     "quantize_rows": _quantize_rows,
     "int8_linear": _int8_linear,
+    "int8_pack_weight": _int8_pack_weight,
+    "int8_linear_packed": _int8_linear_packed,
     "nm_int8_linear": _nm_int8_linear,
     "int8_weight_linear": _int8_weight_linear,
     "dwsep_conv2d": _dwsep_conv2d,

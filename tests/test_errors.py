@@ -17,6 +17,8 @@ import torch
 from samples import int8, nm_int8_pack, nm_int8_weight, nm_pack, nm_weight, rand, scales
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+from effdl import reference
+
 E = torch.ops.effdl
 
 
@@ -73,6 +75,17 @@ def _i8(M=2, K=8, N=3, q=None, q_scale=None, wq=None, w_scale=None, bias=None, o
         int8(M, K) if q is None else q,
         scales(M) if q_scale is None else q_scale,
         int8(N, K) if wq is None else wq,
+        scales(N) if w_scale is None else w_scale,
+        bias,
+        out_dtype,
+    )
+
+
+def _i8p(M=2, K=8, N=3, q=None, q_scale=None, packed=None, w_scale=None, bias=None, out_dtype=None):
+    return (
+        int8(M, K) if q is None else q,
+        scales(M) if q_scale is None else q_scale,
+        reference.int8_pack_weight(int8(N, K)) if packed is None else packed,
         scales(N) if w_scale is None else w_scale,
         bias,
         out_dtype,
@@ -227,6 +240,35 @@ CASES = [
          r"int8_linear: out_dtype must be float32, bfloat16 or float16"),
     Case("int8-out-f64", "int8_linear", lambda: _i8(out_dtype=torch.float64),
          r"int8_linear: out_dtype must be float32, bfloat16 or float16"),
+    # ---------------------------------------------------------------- int8_pack_weight, int8_linear_packed
+    Case("i8pack-wq-float", "int8_pack_weight", lambda: (_x(3, 8),), r"int8_pack_weight: wq must be a 2-D int8 tensor \[N, K\]"),
+    Case("i8pack-wq-1d", "int8_pack_weight", lambda: (int8(8),), r"int8_pack_weight: wq must be a 2-D int8 tensor"),
+    Case("i8pack-k-too-large", "int8_pack_weight", lambda: (int8(1, 131072),),
+         r"int8_pack_weight: K=131072 exceeds 131071.*int32 accumulator could overflow"),
+    Case("i8p-q-float", "int8_linear_packed", lambda: _i8p(q=_x(2, 8)),
+         r"int8_linear_packed: q must be an int8 tensor \[\*, K\]"),
+    Case("i8p-packed-unpacked", "int8_linear_packed", lambda: _i8p(packed=int8(3, 8)),
+         r"int8_linear_packed: packed must be the int8 tensor of shape \[1, 192\] that int8_pack_weight makes of "
+         r"a \[3, 8\] weight \(N from w_scale, K from q\), got .* \[3, 8\]"),
+    Case("i8p-packed-other-k", "int8_linear_packed", lambda: _i8p(packed=reference.int8_pack_weight(int8(3, 12))),
+         r"int8_linear_packed: packed must be the int8 tensor of shape \[1, 192\]"),
+    Case("i8p-packed-other-n", "int8_linear_packed", lambda: _i8p(w_scale=scales(17)),
+         r"int8_linear_packed: packed must be the int8 tensor of shape \[2, 192\] .* a \[17, 8\] weight"),
+    Case("i8p-packed-uint8", "int8_linear_packed",
+         lambda: _i8p(packed=reference.int8_pack_weight(int8(3, 8)).view(torch.uint8)),
+         r"int8_linear_packed: packed must be the int8 tensor"),
+    Case("i8p-w-scale-2d", "int8_linear_packed", lambda: _i8p(w_scale=scales(3, 1)),
+         r"int8_linear_packed: w_scale must be float32 with shape \[N\]"),
+    Case("i8p-w-scale-dtype", "int8_linear_packed", lambda: _i8p(w_scale=scales(3).double()),
+         r"int8_linear_packed: w_scale must be float32 with shape \[3\]"),
+    Case("i8p-k-too-large", "int8_linear_packed",
+         lambda: _i8p(M=1, K=131072, N=2, packed=torch.zeros(1, 32768 * 64 + 64, dtype=torch.int8)),
+         r"int8_linear_packed: K=131072 exceeds 131071.*int32 accumulator could overflow"),
+    Case("i8p-q-scale-shape", "int8_linear_packed", lambda: _i8p(q_scale=scales(2, 1)),
+         r"int8_linear_packed: q_scale must be float32 with shape \[2\]"),
+    Case("i8p-bias-size", "int8_linear_packed", lambda: _i8p(bias=_x(2)), r"int8_linear_packed: bias must have shape \[3\]"),
+    Case("i8p-out-int32", "int8_linear_packed", lambda: _i8p(out_dtype=torch.int32),
+         r"int8_linear_packed: out_dtype must be float32, bfloat16 or float16"),
     # ---------------------------------------------------------------- nm_int8_linear
     Case("ni8-q-float", "nm_int8_linear", lambda: _ni8(q=_x(2, 8)), r"nm_int8_linear: q must be an int8 tensor \[\*, K\]"),
     Case("ni8-q-scalar", "nm_int8_linear", lambda: _ni8(q=torch.tensor(1, dtype=torch.int8), q_scale=scales()),
@@ -343,8 +385,8 @@ def test_fake_error(case):
 
 def test_every_op_has_error_cases():
     ops = {c.op for c in CASES}
-    assert ops == {"nm_compress", "nm_decompress", "nm_linear", "quantize_rows", "int8_linear", "nm_int8_linear",
-                   "int8_weight_linear", "dwsep_conv2d"}
+    assert ops == {"nm_compress", "nm_decompress", "nm_linear", "quantize_rows", "int8_linear", "int8_pack_weight",
+                   "int8_linear_packed", "nm_int8_linear", "int8_weight_linear", "dwsep_conv2d"}
 
 
 @pytest.mark.parametrize(("bad", "first"), [

@@ -1,4 +1,4 @@
-"""``int8_linear`` is exact int32 on every CPU kernel level (the VNNI one included).
+"""``int8_linear`` and ``int8_linear_packed`` are exact int32 on every CPU kernel level.
 
 Each level runs ``int8_linear_exact_checks.py`` in a fresh interpreter with
 ``EFFDL_CPU_ISA`` forced (the level is chosen once per process); levels this
@@ -25,4 +25,4 @@ def test_int8_linear_exact_on_level(level):
     assert proc.returncode == 0, proc.stderr[-5000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["isa"] == level, result
-    assert result["cases"] == 8 * 8 * 6 + 2 + 6, result
+    assert result["cases"] == 8 * 8 * 8 + 2 + 6, result

@@ -48,6 +48,9 @@ def _large(op: str) -> tuple:
         "int8_linear": (int8(M, K), scales(M), int8(N, K), scales(N), rand(N), None),
         "nm_int8_linear": (int8(M, K), scales(M), values_q, meta_q, 2, 4, scales(N), rand(N), None),
         "int8_weight_linear": (rand(4, K), int8(N, K), scales(N), rand(N)),
+        "int8_pack_weight": (int8(N, K),),
+        "int8_linear_packed": (int8(M, K), scales(M), torch.ops.effdl.int8_pack_weight(int8(N, K)), scales(N), rand(N),
+                               None),
         "dwsep_conv2d": (x_cl, rand(32, 1, 3, 3), rand(32), rand(48, 32, 1, 1), rand(48), [1, 1], [1, 1], [1, 1],
                          "relu6", "none"),
     }[op]

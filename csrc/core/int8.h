@@ -14,6 +14,18 @@
 
 namespace effdl::core {
 
+// For the entry points of kernels that end in int8_epilogue: no FMA contraction
+// (GCC contracts across statements by default in C++; clang does not).
+#if defined(__GNUC__) && !defined(__clang__)
+#define EFFDL_NO_FP_CONTRACT __attribute__((flatten, optimize("fp-contract=off")))
+#else
+#define EFFDL_NO_FP_CONTRACT
+#endif
+
+// Fully unrolls a micro-kernel's loop over its registers (a template-constant
+// trip count): rolled, GCC keeps the accumulators in memory.
+#define EFFDL_UNROLL _Pragma("GCC unroll 16")
+
 // Smallest scale: keeps a zero row's scale positive (no 0/0, no NaN) and normal.
 constexpr float kQuantScaleEps = FLT_MIN;
 
@@ -49,7 +61,9 @@ int64_t quantize_rows_block(const T* x, int64_t ldx, int64_t K, int8_t* q, int64
 
 // The fused epilogue of the int8 matmuls: float(acc) * q_scale * w_scale (+ *bias),
 // in this order, cast to Out. One definition so that every int8 kernel (and the
-// reference, which multiplies in the same order) rounds alike.
+// reference, which multiplies in the same order) rounds alike. A kernel whose
+// level has FMA must be compiled with EFFDL_NO_FP_CONTRACT (below): GCC would
+// otherwise fuse the last multiply and the bias add into one rounding.
 template <typename Out>
 inline Out int8_epilogue(int32_t acc, float q_scale, float w_scale, const float* bias) {
   float v = float(acc) * q_scale * w_scale;

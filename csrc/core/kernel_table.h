@@ -1,6 +1,6 @@
 // The CPU kernel cores as a table of function pointers, one table per
 // instruction-set level (isa.h). Every entry is a template of the core headers
-// (nm_linear.h, int8.h, nm_int8_linear.h, dwsep_tiled.h), the single source of
+// (nm_linear.h, int8.h, int8_packed.h, nm_int8_linear.h, dwsep_tiled.h), the single source of
 // each kernel, compiled once per level: kernel_tables.cpp instantiates it
 // inside a wrapper carrying that level's target attribute, so the loops are
 // vectorised for it.
@@ -45,6 +45,11 @@ struct Int8Kernels {
                                const uint8_t* meta, int n, int m, const float* w_scale,
                                const float* bias, T* out, int64_t ldo, int64_t o_begin,
                                int64_t o_end);
+  // panels [p_begin, p_end) of int8_linear on weights packed by int8_pack_weight_panels (int8_packed.h)
+  void (*int8_linear_packed_block)(const int8_t* q, int64_t ldq, const float* q_scale, int64_t M,
+                                   int64_t K, const int8_t* packed, int64_t N, const float* w_scale,
+                                   const float* bias, T* out, int64_t ldo, int64_t p_begin,
+                                   int64_t p_end);
 };
 
 struct KernelTable {

@@ -12,6 +12,9 @@
 
 #include "dwsep_tiled.h"
 #include "int8.h"
+#include "int8_packed.h"
+#include "int8_packed_x86.h"
+#include "int8_weight_x86.h"
 #include "int8_vnni.h"
 #include "nm_int8_linear.h"
 #include "nm_int8_vnni.h"

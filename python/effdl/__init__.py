@@ -29,6 +29,8 @@ from effdl.info import info
 from effdl.ops import (
     dwsep_conv2d,
     int8_linear,
+    int8_linear_packed,
+    int8_pack_weight,
     int8_weight_linear,
     nm_compress,
     nm_decompress,
@@ -52,6 +54,8 @@ __all__ = [
     "get_backend",
     "info",
     "int8_linear",
+    "int8_linear_packed",
+    "int8_pack_weight",
     "int8_weight_linear",
     "load",
     "make_plan",

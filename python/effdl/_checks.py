@@ -81,6 +81,26 @@ def quantize_rows(x: torch.Tensor) -> None:
     torch._check(x.dtype in ACT_FLOATS, lambda: f"effdl.quantize_rows: x must be float32, bfloat16 or float16, got {x.dtype}")
 
 
+def _int8_scales(q, q_scale, w_scale, N: int, bias, out_dtype, op: str) -> torch.dtype:
+    """What int8_linear and int8_linear_packed share past their weight; returns the output dtype."""
+    K = q.shape[-1]
+    torch._check(K <= INT8_MAX_K,
+                 lambda: f"effdl.{op}: K={K} exceeds {INT8_MAX_K}, beyond which the int32 accumulator could overflow")
+    torch._check(q_scale.dtype == torch.float32 and q_scale.shape == q.shape[:-1],
+                 lambda: f"effdl.{op}: q_scale must be float32 with shape {list(q.shape[:-1])} (q's leading dims), "
+                         f"got {q_scale.dtype} of shape {list(q_scale.shape)}")
+    torch._check(w_scale.dtype == torch.float32 and w_scale.dim() == 1 and w_scale.shape[0] == N,
+                 lambda: f"effdl.{op}: w_scale must be float32 with shape [{N}], got {w_scale.dtype} of shape {list(w_scale.shape)}")
+    for name, t in (("q_scale", q_scale), ("w_scale", w_scale)):
+        _same_device(q, "q", t, name, op)
+    _vector(bias, "bias", N, q, op)
+    if bias is not None:
+        torch._check(bias.dtype in ACT_FLOATS, lambda: f"effdl.{op}: bias must be float32, bfloat16 or float16, got {bias.dtype}")
+    out = out_dtype or torch.float32
+    torch._check(out in ACT_FLOATS, lambda: f"effdl.{op}: out_dtype must be float32, bfloat16 or float16, got {out}")
+    return out
+
+
 def int8_linear(q, q_scale, wq, w_scale, bias, out_dtype) -> torch.dtype:
     """Returns the output dtype."""
     torch._check(q.dim() >= 1 and q.dtype == torch.int8,
@@ -89,21 +109,45 @@ def int8_linear(q, q_scale, wq, w_scale, bias, out_dtype) -> torch.dtype:
                  lambda: f"effdl.int8_linear: wq must be a 2-D int8 tensor [N, K], got {wq.dtype} of shape {list(wq.shape)}")
     K, N = q.shape[-1], wq.shape[0]
     torch._check(wq.shape[1] == K, lambda: f"effdl.int8_linear: wq must have K={K} columns to match q, got shape {list(wq.shape)}")
-    torch._check(K <= INT8_MAX_K,
-                 lambda: f"effdl.int8_linear: K={K} exceeds {INT8_MAX_K}, beyond which the int32 accumulator could overflow")
-    torch._check(q_scale.dtype == torch.float32 and q_scale.shape == q.shape[:-1],
-                 lambda: f"effdl.int8_linear: q_scale must be float32 with shape {list(q.shape[:-1])} (q's leading dims), "
-                         f"got {q_scale.dtype} of shape {list(q_scale.shape)}")
-    torch._check(w_scale.dtype == torch.float32 and w_scale.dim() == 1 and w_scale.shape[0] == N,
-                 lambda: f"effdl.int8_linear: w_scale must be float32 with shape [{N}], got {w_scale.dtype} of shape {list(w_scale.shape)}")
-    for name, t in (("q_scale", q_scale), ("wq", wq), ("w_scale", w_scale)):
-        _same_device(q, "q", t, name, "int8_linear")
-    _vector(bias, "bias", N, q, "int8_linear")
-    if bias is not None:
-        torch._check(bias.dtype in ACT_FLOATS, lambda: f"effdl.int8_linear: bias must be float32, bfloat16 or float16, got {bias.dtype}")
-    out = out_dtype or torch.float32
-    torch._check(out in ACT_FLOATS, lambda: f"effdl.int8_linear: out_dtype must be float32, bfloat16 or float16, got {out}")
-    return out
+    _same_device(q, "q", wq, "wq", "int8_linear")
+    return _int8_scales(q, q_scale, w_scale, N, bias, out_dtype, "int8_linear")
+
+
+# int8_pack_weight's panels (csrc/core/int8_packed.h): 16 output columns x 4 k-bytes per 64-byte group
+PANEL_COLS = 16
+GROUP_K = 4
+
+
+def int8_packed_shape(N: int, K: int) -> list[int]:
+    """The shape of ``int8_pack_weight`` of a ``[N, K]`` weight: one row per panel of 16 output
+    columns, holding ``ceil(K/4)`` 64-byte groups and 16 int32 column sums."""
+    return [-(-N // PANEL_COLS), -(-K // GROUP_K) * PANEL_COLS * GROUP_K + PANEL_COLS * 4]
+
+
+def int8_pack_weight(wq) -> None:
+    torch._check(wq.dim() == 2 and wq.dtype == torch.int8,
+                 lambda: f"effdl.int8_pack_weight: wq must be a 2-D int8 tensor [N, K], got {wq.dtype} of shape {list(wq.shape)}")
+    torch._check(wq.shape[1] <= INT8_MAX_K,
+                 lambda: f"effdl.int8_pack_weight: K={wq.shape[1]} exceeds {INT8_MAX_K}, beyond which the int32 "
+                         "accumulator could overflow")
+
+
+def int8_linear_packed(q, q_scale, packed, w_scale, bias, out_dtype) -> torch.dtype:
+    """Returns the output dtype."""
+    op = "int8_linear_packed"
+    torch._check(q.dim() >= 1 and q.dtype == torch.int8,
+                 lambda: f"effdl.int8_linear_packed: q must be an int8 tensor [*, K], got {q.dtype} of shape {list(q.shape)}")
+    torch._check(w_scale.dim() == 1,
+                 lambda: f"effdl.int8_linear_packed: w_scale must be float32 with shape [N], got {w_scale.dtype} "
+                         f"of shape {list(w_scale.shape)}")
+    K, N = q.shape[-1], w_scale.shape[0]
+    want = int8_packed_shape(N, K)
+    torch._check(packed.dtype == torch.int8 and list(packed.shape) == want,
+                 lambda: f"effdl.int8_linear_packed: packed must be the int8 tensor of shape {want} that int8_pack_weight "
+                         f"makes of a [{N}, {K}] weight (N from w_scale, K from q), got {packed.dtype} of shape "
+                         f"{list(packed.shape)}")
+    _same_device(q, "q", packed, "packed", op)
+    return _int8_scales(q, q_scale, w_scale, N, bias, out_dtype, op)
 
 
 def nm_int8_linear(q, q_scale, values_q, meta, n, m, w_scale, bias, out_dtype) -> torch.dtype:

@@ -30,14 +30,19 @@ OPS = (
     "nm_linear",
     "quantize_rows",
     "int8_linear",
+    "int8_pack_weight",
+    "int8_linear_packed",
     "nm_int8_linear",
     "int8_weight_linear",
     "dwsep_conv2d",
 )
-# the ops with a kernel in effdl.triton: every one
-TRITON_OPS = OPS
-# ops whose native kernels exist for the CPU only: on a GPU "auto" takes Triton (else the reference)
-CPU_ONLY_OPS = frozenset({"nm_int8_linear"})
+# ops on the CPU's own packed weight layout: no GPU kernel of any kind (GPUs run int8_linear)
+CPU_LAYOUT_OPS = frozenset({"int8_pack_weight", "int8_linear_packed"})
+# ops whose native kernels exist for the CPU only: on a GPU "auto" takes Triton where it has a
+# kernel, else the reference
+CPU_ONLY_OPS = frozenset({"nm_int8_linear"}) | CPU_LAYOUT_OPS
+# the ops with a kernel in effdl.triton
+TRITON_OPS = tuple(op for op in OPS if op not in CPU_LAYOUT_OPS)
 
 _backend = "auto"
 _warned: set[tuple[str, str]] = set()

@@ -103,6 +103,35 @@ def int8_linear(
     return _route("int8_linear", q.device)(q, q_scale, wq, w_scale, bias, out_dtype)
 
 
+def int8_pack_weight(wq: torch.Tensor) -> torch.Tensor:
+    """Prepack an int8 weight ``wq[N, K]`` for :func:`int8_linear_packed` (CPU only).
+
+    Returns int8 ``[ceil(N/16), 64 * ceil(K/4) + 64]``: panels of 16 output columns
+    interleaved 4 k-bytes at a time (one 64-byte group per vector register) plus the
+    columns' sums, one layout for every CPU instruction set. A derived, backend-specific
+    layout: cache it (``QLinear`` does, per device), never save it.
+    """
+    return _route("int8_pack_weight", wq.device)(wq)
+
+
+def int8_linear_packed(
+    q: torch.Tensor,
+    q_scale: torch.Tensor,
+    packed: torch.Tensor,
+    w_scale: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """:func:`int8_linear` with the weight given as ``packed = int8_pack_weight(wq)`` (CPU only).
+
+    ``N`` is ``w_scale``'s length and ``K`` is ``q``'s last dim; the results are those of
+    :func:`int8_linear` on ``wq``, bit for bit (exact int32 products, the same fp32
+    epilogue). On CUDA tensors the ``"auto"`` backend computes it with the reference.
+    Inference only.
+    """
+    return _route("int8_linear_packed", q.device)(q, q_scale, packed, w_scale, bias, out_dtype)
+
+
 def nm_int8_linear(
     q: torch.Tensor,
     q_scale: torch.Tensor,
@@ -200,6 +229,16 @@ if _ext.available():
     def _int8_linear_fake(q, q_scale, wq, w_scale, bias=None, out_dtype=None):
         out = _checks.int8_linear(q, q_scale, wq, w_scale, bias, out_dtype)
         return q.new_empty(_linear_out_shape(q, wq.shape[0]), dtype=out)
+
+    @torch.library.register_fake("effdl::int8_pack_weight")
+    def _int8_pack_weight_fake(wq):
+        _checks.int8_pack_weight(wq)
+        return wq.new_empty(_checks.int8_packed_shape(*wq.shape))
+
+    @torch.library.register_fake("effdl::int8_linear_packed")
+    def _int8_linear_packed_fake(q, q_scale, packed, w_scale, bias=None, out_dtype=None):
+        out = _checks.int8_linear_packed(q, q_scale, packed, w_scale, bias, out_dtype)
+        return q.new_empty(_linear_out_shape(q, w_scale.shape[0]), dtype=out)
 
     @torch.library.register_fake("effdl::nm_int8_linear")
     def _nm_int8_linear_fake(q, q_scale, values_q, meta, n, m, w_scale, bias=None, out_dtype=None):

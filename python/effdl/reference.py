@@ -89,6 +89,36 @@ def int8_linear(q, q_scale, wq, w_scale, bias=None, out_dtype=None):
     return _int8_epilogue(int8_matmul_exact(q, wq), q_scale, w_scale, bias, out_dtype)
 
 
+def int8_pack_weight(wq: torch.Tensor) -> torch.Tensor:
+    """``wq[N, K]`` int8 -> the panels of ``int8_linear_packed`` (``[ceil(N/16), 64 ceil(K/4) + 64]`` int8):
+    per 16 output columns, ``ceil(K/4)`` groups of 16 columns x 4 k-bytes, then the columns'
+    ``128 * sum_k wq`` as 16 int32 in native byte order. Zero past N and K."""
+    _checks.int8_pack_weight(wq)
+    N, K = wq.shape
+    P, G = -(-N // _checks.PANEL_COLS), -(-K // _checks.GROUP_K)
+    w = torch.zeros(P * _checks.PANEL_COLS, G * _checks.GROUP_K, dtype=torch.int8, device=wq.device)
+    w[:N, :K] = wq
+    group_bytes = _checks.PANEL_COLS * _checks.GROUP_K
+    groups = w.view(P, _checks.PANEL_COLS, G, _checks.GROUP_K).permute(0, 2, 1, 3).reshape(P, G * group_bytes)
+    shift = (w.view(P, _checks.PANEL_COLS, G * _checks.GROUP_K).sum(-1, dtype=torch.int32) * 128).contiguous()
+    return torch.cat([groups, shift.view(torch.int8)], dim=1)
+
+
+def int8_unpack_weight(packed: torch.Tensor, N: int, K: int) -> torch.Tensor:
+    """The ``wq[N, K]`` whose :func:`int8_pack_weight` is ``packed`` (its weight bytes; the column sums are not read)."""
+    P, G = -(-N // _checks.PANEL_COLS), -(-K // _checks.GROUP_K)
+    groups = packed[:, : G * _checks.PANEL_COLS * _checks.GROUP_K]
+    w = groups.reshape(P, G, _checks.PANEL_COLS, _checks.GROUP_K).permute(0, 2, 1, 3)
+    return w.reshape(P * _checks.PANEL_COLS, G * _checks.GROUP_K)[:N, :K]
+
+
+def int8_linear_packed(q, q_scale, packed, w_scale, bias=None, out_dtype=None):
+    """:func:`int8_linear` with ``wq`` given as its :func:`int8_pack_weight` (``N`` from ``w_scale``)."""
+    out_dtype = _checks.int8_linear_packed(q, q_scale, packed, w_scale, bias, out_dtype)
+    wq = int8_unpack_weight(packed, w_scale.shape[0], q.shape[-1])
+    return _int8_epilogue(int8_matmul_exact(q, wq), q_scale, w_scale, bias, out_dtype)
+
+
 def nm_int8_decompress(values_q: torch.Tensor, meta: torch.Tensor, n: int, m: int,
                        _op: str = "nm_int8_linear") -> torch.Tensor:
     """The dense int8 ``[N, K]`` weight of an N:M int8 pair (zeros where pruned); validates ``meta``."""

@@ -20,69 +20,28 @@
 #include "core/int8.h"
 #include "core/isa.h"
 #include "core/kernel_table.h"
+#include "int8_problem.h"
 
 using namespace effdl::core;
 
 namespace {
 
-using Rng = std::mt19937_64;
-inline size_t sz(int64_t v) { return static_cast<size_t>(v); }
+using effdl_test::bits_of;
+using effdl_test::chunks;
+using effdl_test::poison;
+using effdl_test::Rng;
+using effdl_test::sz;
+using Problem = effdl_test::Int8Problem;
+constexpr int64_t kMaxChunk = 11;
 
-template <typename T>
-uint32_t bits_of(T v) {
-  uint32_t b = 0;
-  std::memcpy(&b, &v, sizeof(T));
-  return b;
-}
-
-template <typename Out>
-Out poison() {
-  return store_from_float<Out>(-12345.f);
-}
-
-// Uneven chunks covering [0, N), as parallel_for may cut them.
-std::vector<std::pair<int64_t, int64_t>> chunks(int64_t N, Rng& rng) {
-  std::vector<std::pair<int64_t, int64_t>> out;
-  for (int64_t b = 0; b < N;) {
-    const int64_t e = std::min(N, b + 1 + int64_t(rng() % 11));
-    out.push_back({b, e});
-    b = e;
-  }
-  return out;
-}
-
-struct Problem {
-  int64_t M, K, N, ldq, ldo;
-  std::vector<int8_t> q, wq;  // q [M, ldq], wq [N, K]
-  std::vector<int64_t> acc;   // the exact sums [M, N]
-
-  void reference() {
-    acc.assign(sz(M * N), 0);
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t o = 0; o < N; ++o) {
-        int64_t s = 0;
-        for (int64_t k = 0; k < K; ++k) s += int64_t(q[sz(i * ldq + k)]) * int64_t(wq[sz(o * K + k)]);
-        acc[sz(i * N + o)] = s;
-      }
-  }
-};
-
-Problem random_problem(Rng& rng, int64_t M, int64_t K, int64_t N) {
-  Problem p{M, K, N, K + 3, N + 2, {}, {}, {}};
-  p.q.resize(sz(std::max<int64_t>(M * p.ldq, 1)));
-  p.wq.resize(sz(N * K));
-  for (auto& v : p.q) v = int8_t(int(rng() % 256) - 128);
-  for (auto& v : p.wq) v = int8_t(int(rng() % 256) - 128);
-  p.reference();
-  return p;
-}
+Problem random_problem(Rng& rng, int64_t M, int64_t K, int64_t N) { return effdl_test::random_int8_problem(rng, M, K, N); }
 
 // Unit scales, no bias: the int32 sum itself, exactly; the poisoned padding
 // column of each output row stays untouched.
 void check_exact(const KernelTable& t, const Problem& p, Rng& rng, const char* what) {
   std::vector<float> ones_m(sz(std::max<int64_t>(p.M, 1)), 1.f), ones_n(sz(p.N), 1.f);
   std::vector<float> out(sz(std::max<int64_t>(p.M * p.ldo, 1)), poison<float>());
-  for (auto [ob, oe] : chunks(p.N, rng))
+  for (auto [ob, oe] : chunks(p.N, rng, kMaxChunk))
     t.int8<float>().int8_linear_block(p.q.data(), p.ldq, ones_m.data(), p.M, p.K, p.wq.data(),
                                       ones_n.data(), nullptr, out.data(), p.ldo, ob, oe);
   bool ok = true;
@@ -154,15 +113,14 @@ void test_int32_bound(const KernelTable& t, Rng& rng) {
 template <typename Out>
 void test_epilogue(const KernelTable& t, Rng& rng) {
   const Problem p = random_problem(rng, 6, 200, 13);
-  std::uniform_real_distribution<float> scale(1e-3f, 0.1f), bval(-2.f, 2.f);
-  std::vector<float> qs(sz(p.M)), ws(sz(p.N)), bias(sz(p.N));
-  for (auto& v : qs) v = scale(rng);
-  for (auto& v : ws) v = scale(rng);
-  for (auto& v : bias) v = bval(rng);
+  const effdl_test::Int8Scales sc = effdl_test::random_scales(rng, p.M, p.N);
+  const std::vector<float>& qs = sc.q_scale;
+  const std::vector<float>& ws = sc.w_scale;
+  const std::vector<float>& bias = sc.bias;
   for (int with_bias = 0; with_bias < 2; ++with_bias) {
     const float* b = with_bias ? bias.data() : nullptr;
     std::vector<Out> got(sz(p.M * p.ldo), poison<Out>()), want(sz(p.M * p.ldo), poison<Out>());
-    for (auto [ob, oe] : chunks(p.N, rng))
+    for (auto [ob, oe] : chunks(p.N, rng, kMaxChunk))
       t.int8<Out>().int8_linear_block(p.q.data(), p.ldq, qs.data(), p.M, p.K, p.wq.data(), ws.data(), b,
                                       got.data(), p.ldo, ob, oe);
     for (int64_t i = 0; i < p.M; ++i)

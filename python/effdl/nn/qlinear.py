@@ -27,6 +27,12 @@ class QLinear(nn.Module):
 
     Input ``[*, in_features]`` float32/bfloat16/float16; output ``[*, out_features]``
     in the input's dtype.
+
+    On CPU the dynamic mode multiplies with ``wq`` prepacked into the panels of
+    :func:`effdl.ops.int8_pack_weight`: packed on first use, cached per device,
+    repacked whenever ``wq`` is replaced or modified in place (its version counter;
+    writes through ``wq.data`` bypass it, so call :meth:`drop_packed_weight` after
+    those), never part of ``state_dict``.
     """
 
     def __init__(
@@ -48,6 +54,7 @@ class QLinear(nn.Module):
         else:
             self.bias = None
         register_format_version(self)
+        self._packed: dict[torch.device, tuple[torch.Tensor, int, torch.Tensor]] = {}
         if device is not None:
             self.format_version = self.format_version.to(device)
 
@@ -68,6 +75,7 @@ class QLinear(nn.Module):
         # .half() / .to(bfloat16) must not round the scales and bias: they stay
         # float32 (the int8 format), only their device follows the module
         keep = {name: getattr(self, name) for name in ("w_scale", "bias") if getattr(self, name) is not None}
+        self.drop_packed_weight()
         super()._apply(fn, recurse)
         for name, original in keep.items():
             setattr(self, name, original.to(device=getattr(self, name).device, dtype=torch.float32))
@@ -86,9 +94,33 @@ class QLinear(nn.Module):
                 lin.bias.copy_(self.bias)
         return lin
 
+    def drop_packed_weight(self) -> None:
+        """Forget the cached prepacked weights (the next CPU forward repacks ``wq``)."""
+        self._packed = {}
+
+    def packed_weight(self) -> torch.Tensor:
+        """``int8_pack_weight(wq)``, cached per device while ``wq`` is the same tensor at the same version."""
+        wq = self.wq
+        if "_packed" not in self.__dict__:  # a module unpickled from before the cache existed
+            self._packed = {}
+        cached = self._packed.get(wq.device)
+        if cached is not None and cached[0] is wq and cached[1] == wq._version:
+            return cached[2]
+        packed = ops.int8_pack_weight(wq)
+        # holding wq itself (not its address) keeps a freed weight's address from matching a new one
+        self._packed[wq.device] = (wq, wq._version, packed)
+        return packed
+
+    def _uses_packed(self, x: torch.Tensor) -> bool:
+        # the CPU kernels, eagerly: a compiled graph takes int8_linear (the cache is Python state)
+        return (x.device.type == "cpu" and backends.get_backend() in ("auto", "cpu") and backends.native_built("cpu")
+                and not torch.compiler.is_compiling())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "dynamic":
             q, q_scale = ops.quantize_rows(x)
+            if self._uses_packed(x):
+                return ops.int8_linear_packed(q, q_scale, self.packed_weight(), self.w_scale, self.bias, out_dtype=x.dtype)
             return ops.int8_linear(q, q_scale, self.wq, self.w_scale, self.bias, out_dtype=x.dtype)
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return ops.int8_weight_linear(x, self.wq, self.w_scale, bias)
