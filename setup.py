@@ -95,6 +95,7 @@ def _extension():
         str(p.relative_to(ROOT))
         for p in [ROOT / "csrc" / "ops.cpp", ROOT / "csrc" / "module.cpp", ROOT / "csrc" / "checks.cpp",
                   ROOT / "csrc" / "core" / "isa.cpp", ROOT / "csrc" / "core" / "kernel_tables.cpp"]
+        + list((ROOT / "csrc" / "core").glob("kernel_table_*.cpp"))  # one unit per ISA level
         + list((ROOT / "csrc" / "cpu").glob("*.cpp"))
     )
     torch_version = torch.__version__.split("+")[0]

@@ -291,6 +291,8 @@ def _build_int8_weight_linear(K: int, N: int, M: int, llc: int) -> Built:
     xs = _inputs(n, M, K)
     qw = [ops.quantize_rows(w) for w in ws]
     deq = [wq.float() * s[:, None] for wq, s in qw]  # fp32 peer uses the dequantized weight: same math
+    deq_bf16 = [w.bfloat16() for w in deq]
+    xbs = [x.bfloat16() for x in xs]
 
     def make_pack() -> Candidate:
         probe = torch.ones(8, 8, dtype=torch.int8)
@@ -311,6 +313,11 @@ def _build_int8_weight_linear(K: int, N: int, M: int, llc: int) -> Built:
             [lambda x=x, w=w: F.linear(x, w) for x, w in zip(xs, deq, strict=True)],
             note="F.linear fp32 on the dequantized weight",
         ),
+        Candidate(
+            "F.linear bf16",
+            [lambda x=x, w=w: F.linear(x, w) for x, w in zip(xbs, deq_bf16, strict=True)],
+            note="F.linear bf16 on the dequantized weight and x cast to bf16 (the 16-bit alternative)",
+        ),
         _try("_weight_int8pack_mm", make_pack),
     ]
     ref = F.linear(xs[0].double(), deq[0].double())
@@ -318,6 +325,7 @@ def _build_int8_weight_linear(K: int, N: int, M: int, llc: int) -> Built:
     sb = {
         "effdl": N * K + N * 4 + M * K * 4,
         "F.linear fp32": N * K * 4 + M * K * 4,
+        "F.linear bf16": N * K * 2 + M * K * 2,
         "_weight_int8pack_mm": N * K + N * 4 + M * K * 4,
     }
     return Built(cands, n, sb, errs, 1e-4, "fp64 F.linear of the dequantized weight")
@@ -342,6 +350,8 @@ LINEAR_SHAPES_FULL = [
     (4096, 11008),
 ]
 LINEAR_M_FULL = (1, 16, 128, 512)
+# weight-only int8 is a decode kernel: M = 1, 4, 16, and 128 to show where it stops paying
+WEIGHT_ONLY_M_FULL = (1, 4, 16, 128)
 # the N:M ops also at M = 4 (x read directly) and 512 (packed x, many strips)
 NM_M_FULL = (1, 4, 16, 128, 512)
 # nm_linear in bf16 (its fp32 runs cover every shape): the BERT FFN and Llama-class layers
@@ -518,7 +528,8 @@ def cases(op_names: list[str], quick: bool) -> list[Case]:
             if quick:
                 out += [_linear_case(op, K, N, M) for K, N, M in LINEAR_QUICK]
             else:
-                ms = NM_M_FULL if op in ("nm_linear", "nm_int8_linear") else LINEAR_M_FULL
+                ms = {"nm_linear": NM_M_FULL, "nm_int8_linear": NM_M_FULL, "int8_weight_linear": WEIGHT_ONLY_M_FULL}.get(
+                    op, LINEAR_M_FULL)
                 out += [_linear_case(op, K, N, M) for K, N in LINEAR_SHAPES_FULL for M in ms]
                 if op == "nm_linear":
                     out += [_linear_case(op, K, N, M, torch.bfloat16) for K, N in NM_BF16_SHAPES for M in NM_BF16_M]

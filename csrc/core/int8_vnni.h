@@ -40,7 +40,7 @@ namespace effdl::core {
 
 #if EFFDL_X86_LEVELS
 
-// The level's own attribute (kernel_tables.cpp), so these inline into its entry point.
+// The level's own attribute (kernel_table_avx512_vnni.cpp), so these inline into its entry point.
 #define EFFDL_VNNI_TARGET __attribute__((target("arch=x86-64-v4,avx512vnni")))
 
 namespace vnni {

@@ -1,7 +1,7 @@
 // The CPU kernel cores as a table of function pointers, one table per
 // instruction-set level (isa.h). Every entry is a template of the core headers
 // (nm_linear.h, int8.h, int8_packed.h, nm_int8_linear.h, dwsep_tiled.h), the single source of
-// each kernel, compiled once per level: kernel_tables.cpp instantiates it
+// each kernel, compiled once per level: kernel_table_<level>.cpp instantiates it
 // inside a wrapper carrying that level's target attribute, so the loops are
 // vectorised for it.
 // The glue picks one table at first use (cpu/kernels.h) and calls through it.

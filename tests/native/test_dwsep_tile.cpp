@@ -1,7 +1,7 @@
 // csrc/cuda/dwsep_tile.h: the phases of the tiled CUDA dwsep_conv2d kernel,
 // run on the CPU block by block and thread by thread in the kernel's order
-// (phase by phase, a barrier being the end of a phase), against the CPU core
-// (core::dwsep_conv2d_rows). Shapes with ragged pixel, channel and output
+// (phase by phase, a barrier being the end of a phase), against a direct fp64
+// loop over the NHWC definition (reference_nhwc). Shapes with ragged pixel, channel and output
 // channel tiles, strides, padding, dilation, non-square kernels and every
 // activation; fp64, so the only difference is the summation order.
 // Shared tiles start poisoned (NaN), so a read of a cell no phase wrote shows.
@@ -28,6 +28,36 @@ struct Case {
   bool biases;
 };
 
+// y[b, oh, ow, co] = act_pw(sum_c act_dw(sum_{i,j} x[b, ih, iw, c] * dw_w[i, j, c] + dw_b[c]) * pw_wt[c, co]
+//                           + pw_b[co]), the definition written out; biases may be null.
+std::vector<double> reference_nhwc(const core::DwsepShape& s, const std::vector<double>& x,
+                                   const std::vector<double>& dw_w, const double* dw_b,
+                                   const std::vector<double>& pw_wt, const double* pw_b,
+                                   core::Activation dw_act, core::Activation pw_act) {
+  std::vector<double> y(sz(s.B * s.Ho * s.Wo * s.Cout)), d(sz(s.C));
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t oh = 0; oh < s.Ho; ++oh)
+      for (int64_t ow = 0; ow < s.Wo; ++ow) {
+        for (int64_t c = 0; c < s.C; ++c) {
+          double v = dw_b ? dw_b[c] : 0.0;
+          for (int64_t i = 0; i < s.kh; ++i)
+            for (int64_t j = 0; j < s.kw; ++j) {
+              const int64_t ih = oh * s.stride_h - s.pad_h + i * s.dil_h;
+              const int64_t iw = ow * s.stride_w - s.pad_w + j * s.dil_w;
+              if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
+                v += x[sz(((b * s.H + ih) * s.W + iw) * s.C + c)] * dw_w[sz((i * s.kw + j) * s.C + c)];
+            }
+          d[sz(c)] = core::activate(v, dw_act);
+        }
+        for (int64_t co = 0; co < s.Cout; ++co) {
+          double v = pw_b ? pw_b[co] : 0.0;
+          for (int64_t c = 0; c < s.C; ++c) v += d[sz(c)] * pw_wt[sz(c * s.Cout + co)];
+          y[sz(((b * s.Ho + oh) * s.Wo + ow) * s.Cout + co)] = core::activate(v, pw_act);
+        }
+      }
+  return y;
+}
+
 void run_case(std::mt19937_64& rng, const Case& c) {
   core::DwsepShape s{};
   s.B = c.B, s.C = c.C, s.H = c.H, s.W = c.W, s.Cout = c.Cout, s.kh = c.kh, s.kw = c.kw;
@@ -46,9 +76,7 @@ void run_case(std::mt19937_64& rng, const Case& c) {
   const double* pwb = c.biases ? pw_b.data() : nullptr;
   const int64_t pixels = s.B * s.Ho * s.Wo;
 
-  std::vector<double> want(sz(pixels * s.Cout));
-  core::dwsep_conv2d_rows(s, x.data(), dw_w.data(), dwb, pw_wt.data(), pwb, c.dw_act, c.pw_act, want.data(), 0,
-                          s.B * s.Ho);
+  const std::vector<double> want = reference_nhwc(s, x, dw_w, dwb, pw_wt, pwb, c.dw_act, c.pw_act);
 
   const double nan = std::numeric_limits<double>::quiet_NaN();
   std::vector<double> got(sz(pixels * s.Cout), nan);
