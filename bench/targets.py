@@ -73,7 +73,7 @@ TARGETS = [
     Target("", "M ≥ 128", _NM_BIG, "F.linear fp32", 1.2, "× dense fp32 F.linear"),
     Target("nm_linear 2:4 bf16", "M = 1..16", _NM_SMALL_BF16, "F.linear bf16", 1.6, "× dense bf16 F.linear"),
     Target("", "M ≥ 128", _NM_BIG_BF16, "F.linear bf16", 1.2, "× dense bf16 F.linear"),
-    Target("nm_int8_linear 2:4", "M = 1..16", _NMQ, "effdl int8 dense", 1.5, "× dense int8 (QLinear's path)"),
+    Target("nm_int8_linear 2:4", "M = 1..16", _NMQ, "effdl int8 dense", 1.5, "× effdl dense int8_linear (unpacked)"),
     Target("dwsep_conv2d", "MobileNetV2 blocks at 224², batch 1", _dwsep({1}), "torch CL (oneDNN)", 1.3,
            "× nn.Conv2d dw + pw, channels_last"),
     Target("", "batch 32", _dwsep({32}), "torch CL (oneDNN)", 1.3, "× nn.Conv2d dw + pw, channels_last"),
