@@ -113,6 +113,18 @@ def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 # ---------------------------------------------------------------- int8_linear
 
 
+@triton.jit
+def int8_epilogue(acc, rm, rn, M, N, q_scale_ptr, stride_sm, w_scale_ptr, bias_ptr, y_ptr, HAS_BIAS: tl.constexpr):
+    """Store ``float(acc) * q_scale[rm] * w_scale[rn] (+ bias[rn])`` at rows ``rm`` x columns
+    ``rn`` of ``y[M, N]``, cast once to y's dtype: the epilogue of every W8A8 kernel."""
+    q_scale = tl.load(q_scale_ptr + rm * stride_sm, mask=rm < M, other=0.0)
+    w_scale = tl.load(w_scale_ptr + rn, mask=rn < N, other=0.0)
+    y = acc.to(tl.float32) * q_scale[:, None] * w_scale[None, :]
+    if HAS_BIAS:
+        y += tl.load(bias_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
+    tl.store(y_ptr + rm[:, None].to(tl.int64) * N + rn[None, :], y, mask=(rm[:, None] < M) & (rn[None, :] < N))
+
+
 @triton.autotune(configs=_gemm_configs(), key=["M", "N", "K"])
 @triton.jit
 def _int8_linear_kernel(q_ptr, q_scale_ptr, wq_ptr, w_scale_ptr, bias_ptr, y_ptr, M, N, K,
@@ -131,12 +143,7 @@ def _int8_linear_kernel(q_ptr, q_scale_ptr, wq_ptr, w_scale_ptr, bias_ptr, y_ptr
         a = tl.load(q_rows + rk[None, :] * stride_qk, mask=(rm[:, None] < M) & (rk[None, :] < K), other=0)
         b = tl.load(w_cols + rk[:, None] * stride_wk, mask=(rk[:, None] < K) & (rn[None, :] < N), other=0)
         acc = dot(a, b, acc)
-    q_scale = tl.load(q_scale_ptr + rm * stride_sm, mask=rm < M, other=0.0)
-    w_scale = tl.load(w_scale_ptr + rn, mask=rn < N, other=0.0)
-    y = acc.to(tl.float32) * q_scale[:, None] * w_scale[None, :]
-    if HAS_BIAS:
-        y += tl.load(bias_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
-    tl.store(y_ptr + rm[:, None].to(tl.int64) * N + rn[None, :], y, mask=(rm[:, None] < M) & (rn[None, :] < N))
+    int8_epilogue(acc, rm, rn, M, N, q_scale_ptr, stride_sm, w_scale_ptr, bias_ptr, y_ptr, HAS_BIAS)
 
 
 @triton_op("int8_linear")

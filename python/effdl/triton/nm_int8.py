@@ -23,7 +23,7 @@ from effdl.triton._runtime import (
     triton_op,
     wrap_triton,
 )
-from effdl.triton.int8 import _gemm_configs
+from effdl.triton.int8 import _gemm_configs, int8_epilogue
 from effdl.triton.nm import _expand, _validate
 
 
@@ -45,12 +45,7 @@ def _nm_int8_linear_kernel(q_ptr, q_scale_ptr, values_ptr, meta_ptr, w_scale_ptr
         b = _expand(values_ptr, meta_ptr, rn[None, :], rk[:, None], N, K, n, m, meta_bytes,
                     stride_vr, stride_vk, stride_mr, stride_mb)
         acc = dot(a, b, acc)
-    q_scale = tl.load(q_scale_ptr + rm * stride_sm, mask=rm < M, other=0.0)
-    w_scale = tl.load(w_scale_ptr + rn, mask=rn < N, other=0.0)
-    y = acc.to(tl.float32) * q_scale[:, None] * w_scale[None, :]
-    if HAS_BIAS:
-        y += tl.load(bias_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
-    tl.store(y_ptr + rm[:, None].to(tl.int64) * N + rn[None, :], y, mask=(rm[:, None] < M) & (rn[None, :] < N))
+    int8_epilogue(acc, rm, rn, M, N, q_scale_ptr, stride_sm, w_scale_ptr, bias_ptr, y_ptr, HAS_BIAS)
 
 
 @failure_message("nm_int8_linear")
