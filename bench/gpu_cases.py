@@ -10,6 +10,9 @@ user on a GPU would otherwise run (DESIGN.md §6):
   weight; ``torch.sparse`` semi-structured weights through cuSPARSELt and CUTLASS.
 - ``int8_linear`` (W8A8, bf16 in/out, activations quantized per row on the fly):
   ``torch._int_mm`` + a separate scale epilogue; cuBLAS bf16 ``F.linear``.
+- ``nm_int8_linear`` (2:4 int8 weights, W8A8 as ``int8_linear``): effdl's dense
+  ``int8_linear`` on the same weight (what the sparsity must beat), ``torch._int_mm``
+  + epilogue; cuBLAS bf16.
 - ``int8_weight_linear`` (int8 weights, bf16 activations): cuBLAS bf16.
 - ``dwsep_conv2d`` (bf16, channels_last, ReLU6 between): cuDNN depthwise + pointwise.
 
@@ -39,9 +42,10 @@ from effdl import formats, ops
 
 from .harness import Candidate, rel_err, rotation_sets
 
-OPS = ("nm_linear", "int8_linear", "int8_weight_linear", "dwsep_conv2d")
+OPS = ("nm_linear", "int8_linear", "nm_int8_linear", "int8_weight_linear", "dwsep_conv2d")
 # the effdl ops each benchmarked op calls (the W8A8 path quantizes its activations first)
 USES = {"nm_linear": ("nm_linear",), "int8_linear": ("quantize_rows", "int8_linear"),
+        "nm_int8_linear": ("quantize_rows", "nm_int8_linear"),
         "int8_weight_linear": ("int8_weight_linear",), "dwsep_conv2d": ("dwsep_conv2d",)}
 EFFDL_BACKENDS = ("cuda", "triton")  # one "effdl <backend>" candidate each
 SIMPLE = "effdl cuda simple"  # the native call on the simple CUDA kernels (decode sizes only)
@@ -191,7 +195,10 @@ def linear_counts(op: str, K: int, N: int, M: int, act_bytes: int = 2) -> tuple[
         return dense, dense / 2, N * K // 2 * act_bytes + N * formats.meta_bytes(K) + io
     if op in ("int8_linear", "int8_weight_linear"):
         return dense, dense, N * K + 4 * N + io  # int8 weight + fp32 scales
-    raise ValueError(f"linear_counts: op must be nm_linear, int8_linear or int8_weight_linear, got {op!r}")
+    if op == "nm_int8_linear":
+        return dense, dense / 2, N * K // 2 + N * formats.meta_bytes(K) + 4 * N + io
+    raise ValueError("linear_counts: op must be nm_linear, int8_linear, nm_int8_linear or int8_weight_linear, "
+                     f"got {op!r}")
 
 
 def dwsep_counts(C: int, H: int, Cout: int, stride: int, B: int, act_bytes: int = 2) -> tuple[float, float]:
@@ -313,6 +320,46 @@ def _build_int8_linear(K: int, N: int, M: int, device: torch.device, l2: int) ->
     return _finish(cands, n, set_bytes, ref, TOL["w8a8"], "F.linear fp32 on the dequantized weight")
 
 
+def _build_nm_int8_linear(K: int, N: int, M: int, device: torch.device, l2: int) -> GpuBuilt:
+    n = rotation_sets(N * K // 2 + N * K // 8 + M * K * 2, l2, minimum=1)
+    qw = [torch_quantize_rows(sparse24(N, K, torch.float32, device)) for _ in range(n)]  # zeros stay zeros
+    packed = [tuple(t.to(torch.int8) if i == 0 else t for i, t in enumerate(formats_compress(wq.float())))
+              for wq, _ in qw]
+    deq = [wq.float() * s[:, None] for wq, s in qw]
+    xs = [torch.randn(M, K, device=device).bfloat16() for _ in range(n)]
+
+    def effdl_sparse_w8a8(x, vq, meta, s):
+        q, qs = ops.quantize_rows(x)
+        return ops.nm_int8_linear(q, qs, vq, meta, 2, 4, s, None, torch.bfloat16)
+
+    def effdl_dense_w8a8(x, wq, s):
+        q, qs = ops.quantize_rows(x)
+        return ops.int8_linear(q, qs, wq, s, None, torch.bfloat16)
+
+    args = [(x, vq, meta, s) for x, (vq, meta), (_, s) in zip(xs, packed, qw, strict=True)]
+    cands = [
+        Candidate(f"effdl {b}", [_with_backend(b, effdl_sparse_w8a8, *a) for a in args],
+                  note=f"effdl.ops.quantize_rows + effdl.ops.nm_int8_linear 2:4 -> bf16, backend {b!r}")
+        for b in EFFDL_BACKENDS
+    ]
+    cands += _simple_candidate(M, effdl_sparse_w8a8, args, "effdl.ops.quantize_rows + effdl.ops.nm_int8_linear")
+    cands.append(Candidate("effdl dense int8",
+                           [_with_backend("cuda", effdl_dense_w8a8, x, wq, s) for x, (wq, s) in zip(xs, qw, strict=True)],
+                           note="effdl.ops.quantize_rows + effdl.ops.int8_linear on the dense int8 weight, cuda"))
+    cands.append(_try("_int_mm+epilogue", "torch quantize per row + torch._int_mm + fp32 scale epilogue -> bf16",
+                      lambda: [lambda x=x, wt=wt, s=s: _int_mm_epilogue(x, wt, s)
+                               for x, wt, (_, s) in zip(xs, [wq.t() for wq, _ in qw], qw, strict=True)]))
+    wbf = [d.bfloat16() for d in deq]
+    cands.append(Candidate("cuBLAS bf16", [lambda x=x, w=w: F.linear(x, w) for x, w in zip(xs, wbf, strict=True)],
+                           note="F.linear bf16 on the dequantized dense pruned weight (cuBLAS)"))
+    ref = F.linear(xs[0].float(), deq[0])
+    sparse_bytes = N * K // 2 + N * formats.meta_bytes(K) + 4 * N + M * K * 2
+    set_bytes = {c.name: sparse_bytes for c in cands}
+    set_bytes["effdl dense int8"] = set_bytes["_int_mm+epilogue"] = N * K + 4 * N + M * K * 2
+    set_bytes["cuBLAS bf16"] = N * K * 2 + M * K * 2
+    return _finish(cands, n, set_bytes, ref, TOL["w8a8"], "F.linear fp32 on the dequantized 2:4 weight")
+
+
 def _build_int8_weight_linear(K: int, N: int, M: int, device: torch.device, l2: int) -> GpuBuilt:
     n = rotation_sets(N * K + M * K * 2, l2, minimum=1)
     qw, deq = _int8_weights(N, K, n, device)
@@ -378,6 +425,9 @@ def linear_case(op: str, K: int, N: int, M: int, dtype: torch.dtype = torch.bflo
         name = f"K={K} N={N} M={M} {_DT[dtype]}"
     elif op == "int8_linear":
         build = lambda dev, l2: _build_int8_linear(K, N, M, dev, l2)  # noqa: E731
+        name = f"K={K} N={N} M={M}"
+    elif op == "nm_int8_linear":
+        build = lambda dev, l2: _build_nm_int8_linear(K, N, M, dev, l2)  # noqa: E731
         name = f"K={K} N={N} M={M}"
     else:
         build = lambda dev, l2: _build_int8_weight_linear(K, N, M, dev, l2)  # noqa: E731

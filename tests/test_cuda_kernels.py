@@ -4,6 +4,7 @@ quantize_rows and the tiled dwsep_conv2d.
 Each kernel covers part of its op (the glue keeps the simple kernels for the rest):
 - ``nm_linear``: 2:4, fp16/bf16, ``K % 64 == 0``, 16-byte aligned ``x`` and ``values`` (sm_80+);
 - ``int8_linear``: ``K % 16 == 0``, 16-byte aligned ``q`` and ``wq`` (sm_80+);
+- ``nm_int8_linear``: 2:4, ``K % 64 == 0``, 16-byte aligned ``q`` and ``values`` (sparse int8 tensor cores, sm_80+);
 - ``int8_weight_linear``: ``M <= 16``, ``K % 16 == 0``, 16-byte aligned ``x`` and ``wq``;
 - ``quantize_rows``: rows of at most 8192 elements (one pass over ``x``);
 - ``dwsep_conv2d``: every shape (the tiled kernel).
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from samples import int8, nm_pack, nm_weight, rand, scales
+from samples import int8, nm_int8_pack, nm_int8_weight, nm_pack, nm_weight, rand, scales
 
 from effdl import reference
 
@@ -174,6 +175,73 @@ def test_nm_linear_2_4_corrupt_meta_raises_on_tensor_core_path(dtype):
     meta[3, 5] = 0xFF  # two groups with four bits each
     with pytest.raises(RuntimeError, match="not a valid 2:4 mask"):
         E.nm_linear(rand(4, K, dtype=dtype, device=DEV), values, meta, 2, 4)
+    torch.cuda.synchronize()  # the device is still usable
+
+
+# ---------------------------------------------------------------- nm_int8_linear 2:4 (mma.sp s8)
+
+
+@pytest.mark.parametrize(("M", "N", "K"), NM_TC_SHAPES)
+def test_nm_int8_linear_2_4_tensor_cores_exact(M, N, K):
+    """Unit scales, no bias: the output is the exact int32 product of the kept weights (below
+    2^24 here, so fp32 holds it), bit for bit, split-K shapes included."""
+    wq = nm_int8_weight(N, K, 2, 4, device=DEV)
+    values_q, meta = nm_int8_pack(wq, 2, 4)
+    q = int8(M, K, device=DEV, low=-127)
+    ones_m, ones_n = torch.ones(M, device=DEV), torch.ones(N, device=DEV)
+    out = E.nm_int8_linear(q, ones_m, values_q, meta, 2, 4, ones_n, None, None)
+    exact = q.double() @ wq.double().t()
+    assert exact.abs().max() < 2**24
+    assert torch.equal(out.double(), exact)
+
+
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["f32", "bf16", "f16"])
+@pytest.mark.parametrize(("M", "N", "K"), [(70, 72, 128), (2, 16, 2048), (300, 256, 1024)])
+def test_nm_int8_linear_2_4_tensor_cores_epilogue(M, N, K, out_dtype):
+    """Scales, bias and output cast: the same bits as the CPU kernel and the reference."""
+    wq = nm_int8_weight(N, K, 2, 4, device=DEV)
+    values_q, meta = nm_int8_pack(wq, 2, 4)
+    q, qs, ws = int8(M, K, device=DEV), scales(M, device=DEV), scales(N, device=DEV)
+    bias = rand(N, device=DEV)
+    out = E.nm_int8_linear(q, qs, values_q, meta, 2, 4, ws, bias, out_dtype)
+    cpu = [t.cpu() for t in (q, qs, values_q, meta)]
+    want = E.nm_int8_linear(*cpu, 2, 4, ws.cpu(), bias.cpu(), out_dtype)
+    assert torch.equal(out.cpu(), want)
+
+
+@pytest.mark.parametrize("case", ["k_not_multiple_of_64", "misaligned_q", "misaligned_values", "pattern_1_4",
+                                  "pattern_2_8", "simple_kernels"])
+def test_nm_int8_linear_fallback_paths(case, monkeypatch):
+    """Just outside the tensor-core conditions the simple kernel answers, with the same bits."""
+    n, m, K, N, M = 2, 4, 128, 40, 9
+    if case == "k_not_multiple_of_64":
+        K = 96
+    elif case == "pattern_1_4":
+        n, m = 1, 4
+    elif case == "pattern_2_8":
+        n, m = 2, 8
+    elif case == "simple_kernels":
+        monkeypatch.setenv("EFFDL_CUDA_SIMPLE_KERNELS", "1")
+    wq = nm_int8_weight(N, K, n, m, device=DEV)
+    values_q, meta = nm_int8_pack(wq, n, m)
+    q, qs, ws = int8(M, K, device=DEV), scales(M, device=DEV), scales(N, device=DEV)
+    if case == "misaligned_q":
+        q = misaligned(q)
+    if case == "misaligned_values":
+        values_q = misaligned(values_q)
+    out = E.nm_int8_linear(q, qs, values_q, meta, n, m, ws, None, None)
+    want = E.nm_int8_linear(q.cpu(), qs.cpu(), values_q.cpu(), meta.cpu(), n, m, ws.cpu(), None, None)
+    assert torch.equal(out.cpu(), want)
+
+
+def test_nm_int8_linear_corrupt_meta_raises_on_tensor_core_path():
+    K, N = 128, 16
+    values_q, meta = nm_int8_pack(nm_int8_weight(N, K, 2, 4, device=DEV), 2, 4)
+    meta = meta.clone()
+    meta[3, 5] = 0xFF  # two groups with four bits each
+    with pytest.raises(RuntimeError, match="not a valid 2:4 mask"):
+        E.nm_int8_linear(int8(4, K, device=DEV), scales(4, device=DEV), values_q, meta, 2, 4,
+                         scales(N, device=DEV), None, None)
     torch.cuda.synchronize()  # the device is still usable
 
 

@@ -84,16 +84,15 @@ def test_validated_ops_rule(tmp_path):
     assert summary["cuda"]["dwsep_conv2d"] == {"passed": 0, "failed": 1, "skipped": 0}  # error = failed
     assert summary["cuda"]["int8_weight_linear"] == {"passed": 0, "failed": 0, "skipped": 1}
     ops = validate.validated_ops(summary)
-    # int8_linear had a failure, dwsep an error, int8_weight_linear only skips,
-    # nm_int8_linear has no CUDA kernel (its cuda tests run the reference)
-    assert ops == {"cuda": ["nm_linear", "quantize_rows"], "triton": ["nm_linear"]}
+    # int8_linear had a failure, dwsep an error, int8_weight_linear only skips
+    assert ops == {"cuda": ["nm_int8_linear", "nm_linear", "quantize_rows"], "triton": ["nm_linear"]}
 
 
 def test_a_failed_test_without_an_op_blocks_its_family(tmp_path):
     text = JUNIT.replace("</testsuite>", '<testcase classname="tests.test_triton_ops" name="test_bf16_dots_on_gpu">'
                          '<failure message="bad">t</failure></testcase></testsuite>')
     ops = validate.validated_ops(validate.summarize(validate.parse_junit(_junit(tmp_path, text))))
-    assert ops["triton"] == [] and ops["cuda"] == ["nm_linear", "quantize_rows"]
+    assert ops["triton"] == [] and ops["cuda"] == ["nm_int8_linear", "nm_linear", "quantize_rows"]
 
 
 def test_candidate_extends_the_base_without_duplicates():
@@ -113,7 +112,8 @@ def test_validate_cli_writes_candidate_and_summary(tmp_path, capsys):
     rc = validate.main([str(_junit(tmp_path)), "--arch", "sm_90", "--base", str(base), "--out", str(out),
                         "--summary", str(summary)])
     assert rc == 0
-    assert json.loads(out.read_text()) == {"cuda": {"nm_linear": ["sm_90"], "quantize_rows": ["sm_90"]},
+    assert json.loads(out.read_text()) == {"cuda": {"nm_int8_linear": ["sm_90"], "nm_linear": ["sm_90"],
+                                               "quantize_rows": ["sm_90"]},
                                            "triton": {"nm_linear": ["sm_90"]}}
     s = json.loads(summary.read_text())
     assert s["tests"] == 9 and {f["name"] for f in s["failures"]} == {"test_int8_linear[cuda-f32-0]",
@@ -136,9 +136,9 @@ def test_validate_cli_rejects_a_broken_file(tmp_path, capsys):
 def test_case_lists():
     full = gpu_cases.gpu_cases(list(gpu_cases.OPS), quick=False)
     by_op = {op: [c for c in full if c.op == op] for op in gpu_cases.OPS}
-    assert {op: len(v) for op, v in by_op.items()} == {"nm_linear": 24, "int8_linear": 12,
+    assert {op: len(v) for op, v in by_op.items()} == {"nm_linear": 24, "int8_linear": 12, "nm_int8_linear": 12,
                                                        "int8_weight_linear": 12, "dwsep_conv2d": 10}
-    assert [c.op for c in full[:4]] == list(gpu_cases.OPS)  # round-robin: a cut-short run covers every op
+    assert [c.op for c in full[:5]] == list(gpu_cases.OPS)  # round-robin: a cut-short run covers every op
     # any prefix spreads over both weights, decode and prefill; fp16 2:4 comes after every bf16 case
     first = [(c.params["N"], c.params["phase"]) for c in by_op["int8_linear"][:4]]
     assert first == [(4096, "decode"), (4096, "prefill"), (11008, "decode"), (11008, "prefill")]
@@ -151,7 +151,7 @@ def test_case_lists():
     assert {c.params["dtype"] for c in by_op["nm_linear"]} == {"bf16", "fp16"}
     assert {c.params["B"] for c in by_op["dwsep_conv2d"]} == {1, 32}
     quick = gpu_cases.gpu_cases(list(gpu_cases.OPS), quick=True)
-    assert len(quick) <= 8
+    assert len(quick) <= 10
     with pytest.raises(ValueError, match="unknown GPU op 'nm_compress'"):
         gpu_cases.gpu_cases(["nm_compress"], quick=True)
 
@@ -165,6 +165,10 @@ def test_linear_formulas():
     dense, work, nbytes = gpu_cases.linear_counts("int8_linear", 4096, 11008, 2048)
     assert dense == work == 2 * 2048 * 11008 * 4096
     assert nbytes == 11008 * 4096 + 4 * 11008 + 2048 * 4096 * 2 + 2048 * 11008 * 2
+    dense, work, nbytes = gpu_cases.linear_counts("nm_int8_linear", 4096, 4096, 16)
+    assert work == dense / 2
+    # int8 kept values (half of the weight) + the mask + fp32 scales + bf16 x and y
+    assert nbytes == 4096 * 2048 + 4096 * 4096 // 8 + 4 * 4096 + 16 * 4096 * 2 + 16 * 4096 * 2
     with pytest.raises(ValueError, match="got 'dwsep_conv2d'"):
         gpu_cases.linear_counts("dwsep_conv2d", 8, 8, 1)
 
@@ -218,6 +222,17 @@ def test_int8_builders_on_cpu():
     assert "effdl cuda simple" in {c.name for c in built.candidates}
     prefill = gpu_cases._build_int8_weight_linear(64, 32, 17, torch.device("cpu"), 4096)
     assert "effdl cuda simple" not in {c.name for c in prefill.candidates}  # decode sizes only
+
+
+def test_nm_int8_builder_on_cpu():
+    built = gpu_cases.check(gpu_cases._build_nm_int8_linear(64, 32, 4, torch.device("cpu"), 4096))
+    cands = {c.name: c for c in built.candidates}
+    assert list(cands) == ["effdl cuda", "effdl triton", "effdl cuda simple", "effdl dense int8",
+                           "_int_mm+epilogue", "cuBLAS bf16"]
+    assert "backend 'cuda' is forced but the input is on cpu" in cands["effdl dense int8"].error
+    assert built.errors["effdl triton"] < built.tol and built.errors["cuBLAS bf16"] < built.tol
+    assert built.errors["_int_mm+epilogue"] < built.tol  # the same quantized 2:4 weight, densely
+    assert built.set_bytes["effdl triton"] < built.set_bytes["effdl dense int8"]
 
 
 def test_dwsep_builder_on_cpu():

@@ -11,7 +11,7 @@
 //
 // Requirements (else the glue keeps int8_linear_kernel): K % 16 == 0, q and
 // wq 16-byte aligned and contiguous. A K-block past K is zero-filled per
-// 16-byte chunk (zeros add nothing to an integer sum); rows past M or N too.
+// 16-byte chunk (tc_pipeline.cuh) (zeros add nothing to an integer sum); rows past M or N too.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +19,7 @@
 #include "common.cuh"
 #include "mma_layout.h"
 #include "mma_ptx.cuh"
+#include "tc_pipeline.cuh"
 
 namespace effdl::gpu {
 
@@ -26,20 +27,6 @@ struct I8TcStage {
   int8_t q[mma::kTileM][mma::kI8Stride];
   int8_t w[mma::kTileN][mma::kI8Stride];
 };
-
-// One [64 rows x BK bytes] operand tile of rows [r0, r0 + 64) of src[rows, K].
-__device__ __forceinline__ void i8_tc_load_tile(int8_t (*dst)[mma::kI8Stride], const int8_t* __restrict__ src,
-                                                int64_t rows, int64_t K, int64_t r0, int64_t k0, int tid) {
-  using namespace mma;
-  constexpr int kChunks = kI8BK / 16;
-#pragma unroll
-  for (int it = 0; it < tile_iters(kTileM, kChunks); ++it) {
-    const int r = tile_row(tid, it, kChunks), c = tile_chunk(tid, it, kChunks);
-    const int64_t k = k0 + c * 16;
-    const bool ok = r0 + r < rows && k < K;  // K % 16 == 0: a chunk is all in or all out
-    cp_async16(&dst[r][c * 16], ok ? src + (r0 + r) * K + k : src, ok);
-  }
-}
 
 // The epilogue of int8_linear_kernel: non-contractible fp32 ops in its order.
 template <typename Out>
@@ -66,31 +53,15 @@ __global__ void __launch_bounds__(mma::kTileThreads)
   const int64_t mtiles = (M + kTileM - 1) / kTileM;
   for (int64_t mt = blockIdx.y; mt < mtiles; mt += gridDim.y) {  // uniform across the block
     const int64_t m0 = mt * kTileM;
-    int32_t acc[2][4][4];
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[i][j][e] = 0;
+    WarpAcc<int32_t> acc;
+    zero_acc(acc);
 
-    if (kb0 < kb1) {
-      i8_tc_load_tile(stage[kb0 & 1].q, q, M, K, m0, kb0 * kI8BK, tid);
-      i8_tc_load_tile(stage[kb0 & 1].w, wq, N, K, n0, kb0 * kI8BK, tid);
-    }
-    cp_async_commit();
-    for (int64_t kb = kb0; kb < kb1; ++kb) {
-      if (kb + 1 < kb1) {
-        I8TcStage& next = stage[(kb + 1) & 1];
-        i8_tc_load_tile(next.q, q, M, K, m0, (kb + 1) * kI8BK, tid);
-        i8_tc_load_tile(next.w, wq, N, K, n0, (kb + 1) * kI8BK, tid);
-        cp_async_commit();
-        cp_async_wait<1>();
-      } else {
-        cp_async_wait<0>();
-      }
-      __syncthreads();
-      const I8TcStage& s = stage[kb & 1];
+    // K % 16 == 0: a 16-byte chunk is all before K or all past it
+    auto stage_block = [&](I8TcStage& s, int64_t kb) {
+      stage_rows<kI8BK, kI8Stride>(&s.q[0][0], q, M, K, m0, kb * kI8BK, K, tid);
+      stage_rows<kI8BK, kI8Stride>(&s.w[0][0], wq, N, K, n0, kb * kI8BK, K, tid);
+    };
+    auto mma_block = [&](const I8TcStage& s) {
 #pragma unroll
       for (int ks = 0; ks < kI8BK / 32; ++ks) {
         uint32_t a[2][4], b[4][2];
@@ -112,25 +83,19 @@ __global__ void __launch_bounds__(mma::kTileThreads)
 #pragma unroll
           for (int j = 0; j < 4; ++j) mma_s8_16832(acc[i][j], a[i], b[j]);
       }
-      __syncthreads();  // the stage is free for the load two steps on
-    }
+    };
+    two_stage_pipeline(stage, kb0, kb1, stage_block, mma_block);
 
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-#pragma unroll
-        for (int el = 0; el < 4; ++el) {
-          const int64_t t = m0 + wm + 16 * i + acc_row(lane, el);  // token (A row)
-          const int64_t o = n0 + wn + 8 * j + acc_col(lane, el);   // feature (B column)
-          if (t < M && o < N) {
-            if (partial != nullptr) {
-              partial[(int64_t(blockIdx.z) * M + t) * N + o] = acc[i][j][el];
-            } else {
-              y[t * N + o] = int8_tc_epilogue<Out>(acc[i][j][el], q_scale[t], w_scale[o], bias, o);
-            }
-          }
+    for_each_acc(acc, lane, wm, wn, [&](int32_t v, int a, int b) {
+      const int64_t t = m0 + a, o = n0 + b;  // token (A row), feature (B column)
+      if (t < M && o < N) {
+        if (partial != nullptr) {
+          partial[(int64_t(blockIdx.z) * M + t) * N + o] = v;
+        } else {
+          y[t * N + o] = int8_tc_epilogue<Out>(v, q_scale[t], w_scale[o], bias, o);
         }
+      }
+    });
   }
 }
 

@@ -3,10 +3,12 @@
 // (tests/native/test_mma_layout.cpp), which checks them against the fragment
 // semantics of the PTX ISA and the dense product.
 //
-// Two instructions, both 16 x 8 output tiles with K = 32 per step:
+// Three instructions, all with 16 x 8 output tiles:
 //   mma.sp m16n8k32 (fp16/bf16, A 2:4-sparse): A = the weight tile [16 rows of
 //     W, 32 dense columns stored as 16 kept values], B = x^T, D = y^T.
 //   mma m16n8k32 s8: A = q [16 rows, 32], B = wq^T, D = y.
+//   mma.sp m16n8k64 s8 (A 2:4-sparse): A = the int8 weight tile [16 rows, 64
+//     dense columns stored as 32 kept bytes], B = q^T, D = y^T.
 // Fragments are read from shared memory with ldmatrix.x4 (four 8 x 8 matrices
 // of 16-bit units; lane l supplies the row address of matrix l / 8, row l % 8,
 // and receives in register j the units (l / 4, 2 (l % 4) + {0, 1}) of matrix j).
@@ -76,19 +78,29 @@ EFFDL_HD uint32_t sp_meta_word(uint32_t canonical16_row, uint32_t canonical16_ro
   return nm24_meta16(canonical16_row) | nm24_meta16(canonical16_row_plus8) << 16;
 }
 
+// mma.sp m16n8k64 with 8-bit types (sparsity selector 0): every lane supplies
+// metadata. Lane 4 g + h covers dense columns 16 h .. 16 h + 15 of the step,
+// bits 0..15 for tile row g and bits 16..31 for row g + 8 (the 16-bit types'
+// layout with all four lanes of a quad, one per 16 columns). The metadata word
+// itself is sp_meta_word, as for 16-bit types.
+EFFDL_HD int sp8_meta_quarter(int lane) { return lane & 3; }
+
 // ---------------------------------------------------------------- ldmatrix.x4 addressing
 //
 // Row and column (in 16-bit units) inside a fragment tile of the address lane
 // `lane` supplies to ldmatrix.x4.
 
 // A fragment, 16 rows x 16 units: matrices (rows 0-7, units 0-7), (8-15, 0-7),
-// (0-7, 8-15), (8-15, 8-15) = registers a0..a3 of both the fp16 mma.sp A
-// (16 kept values = 32 dense columns) and the s8 mma A (32 bytes).
+// (0-7, 8-15), (8-15, 8-15) = registers a0..a3 of the fp16 mma.sp A (16 kept
+// values = 32 dense columns), the s8 mma A (32 bytes) and the s8 mma.sp A (32
+// kept bytes = 64 dense columns).
 EFFDL_HD int ldsm_a_row(int lane) { return (lane & 7) + ((lane >> 3) & 1) * 8; }
 EFFDL_HD int ldsm_a_unit(int lane) { return (lane >> 4) * 8; }
 
 // fp16 B fragment of one n8 tile for K = 32: x stored [n][k], matrices at
-// units 0, 8, 16, 24 = registers b0..b3 (k = 2 t + {0,1} + 8 j, n = g).
+// units 0, 8, 16, 24 = registers b0..b3 (k = 2 t + {0,1} + 8 j, n = g). The
+// same addresses give the s8 mma.sp B of one n8 tile for K = 64 bytes
+// (k = 4 t + {0..3} + 16 j).
 EFFDL_HD int ldsm_b16_row(int lane) { return lane & 7; }
 EFFDL_HD int ldsm_b16_unit(int lane) { return (lane >> 3) * 8; }
 
@@ -124,6 +136,14 @@ constexpr int kNmBK = 64;
 constexpr int kNmValStride = kNmBK / 2 + 8;  // 16-bit units per shared values row (80 bytes)
 constexpr int kNmXStride = kNmBK + 8;        // 16-bit units per shared x row (144 bytes)
 constexpr int kNmMetaStride = kNmBK / 8;     // bytes per shared meta row (unpadded: read a byte at a time)
+
+// nm 2:4 int8 (A = weight values, B = q): BK = 64 dense columns = 32 kept
+// bytes = 8 meta bytes per row; rows padded to 48 / 80 bytes (distinct bank
+// groups for the eight rows of an ldmatrix matrix).
+constexpr int kNmI8BK = 64;
+constexpr int kNmI8ValStride = kNmI8BK / 2 + 16;  // bytes per shared values row
+constexpr int kNmI8QStride = kNmI8BK + 16;        // bytes per shared q row
+constexpr int kNmI8MetaStride = kNmI8BK / 8;      // bytes per shared meta row
 
 // int8 (A = q, B = wq): BK = 64 bytes.
 constexpr int kI8BK = 64;

@@ -1,5 +1,5 @@
 // Inline-PTX wrappers of the tensor-core kernels (sm_80+): cp.async staging
-// with zero fill, ldmatrix, and the two mma shapes. Their operand layouts are
+// with zero fill, ldmatrix, and the three mma shapes. Their operand layouts are
 // described, and emulated on the CPU, through mma_layout.h.
 #pragma once
 
@@ -91,6 +91,17 @@ __device__ __forceinline__ void mma_s8_16832(int32_t (&d)[4], const uint32_t (&a
       "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
       : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1])));
+}
+
+// d += A (2:4 sparse, 16 x 64 s8 as 16 x 32 kept bytes) * B (64 x 8 s8),
+// exact s32 accumulation (wrapping, as mma_s8_16832), sparsity selector 0.
+__device__ __forceinline__ void mma_sp_s8_16864(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[4],
+                                                uint32_t meta) {
+  EFFDL_SM80_OR_TRAP(asm volatile(
+      EFFDL_MMA_SP ".sync.aligned.m16n8k64.row.col.s32.s8.s8.s32 "
+                   "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9, %10, %11}, {%0, %1, %2, %3}, %12, 0x0;\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(meta)));
 }
 
 }  // namespace effdl::gpu

@@ -22,6 +22,7 @@
 #include "common.cuh"
 #include "mma_layout.h"
 #include "mma_ptx.cuh"
+#include "tc_pipeline.cuh"
 
 namespace effdl::gpu {
 
@@ -32,28 +33,20 @@ struct NmTcStage {
   uint8_t meta[mma::kTileM][mma::kNmMetaStride];
 };
 
-// Stage k-block kb of the (n0 features, m0 tokens) tile into s.
+// Stage k-block kb of the (n0 features, m0 tokens) tile into s. K % 64 == 0:
+// every chunk lies inside its row.
 template <typename T>
 __device__ __forceinline__ void nm_tc_load(NmTcStage<T>& s, const T* __restrict__ x, const T* __restrict__ values,
                                            const uint8_t* __restrict__ meta, int64_t M, int64_t N, int64_t K,
                                            int64_t n0, int64_t m0, int64_t kb, int tid) {
   using namespace mma;
-  constexpr int kValChunks = kNmBK / 2 / 8;  // 16-byte chunks of kept values per row
-  constexpr int kXChunks = kNmBK / 8;
-#pragma unroll
-  for (int it = 0; it < tile_iters(kTileM, kValChunks); ++it) {
-    const int r = tile_row(tid, it, kValChunks), c = tile_chunk(tid, it, kValChunks);
-    const bool ok = n0 + r < N;
-    const T* src = ok ? values + (n0 + r) * (K / 2) + kb * (kNmBK / 2) + c * 8 : values;
-    cp_async16(&s.vals[r][c * 8], src, ok);
-  }
-#pragma unroll
-  for (int it = 0; it < tile_iters(kTileN, kXChunks); ++it) {
-    const int r = tile_row(tid, it, kXChunks), c = tile_chunk(tid, it, kXChunks);
-    const bool ok = m0 + r < M;
-    const T* src = ok ? x + (m0 + r) * K + kb * kNmBK + c * 8 : x;
-    cp_async16(&s.x[r][c * 8], src, ok);
-  }
+  static_assert(kTileM == kTileN, "stage_rows copies kTileM rows of either operand");
+  constexpr int64_t kValBytes = kNmBK / 2 * int64_t(sizeof(T)), kXBytes = kNmBK * int64_t(sizeof(T));
+  const int64_t val_pitch = K / 2 * int64_t(sizeof(T)), x_pitch = K * int64_t(sizeof(T));
+  stage_rows<kValBytes, kNmValStride * sizeof(T)>(&s.vals[0][0], values, N, val_pitch,
+                                                  n0, kb * kValBytes, val_pitch, tid);
+  stage_rows<kXBytes, kNmXStride * sizeof(T)>(&s.x[0][0], x, M, x_pitch, m0,
+                                              kb * kXBytes, x_pitch, tid);
   if (tid < kTileM) {  // one 8-byte chunk per meta row
     const bool ok = n0 + tid < N;
     const uint8_t* src = ok ? meta + (n0 + tid) * (K / 8) + kb * kNmMetaStride : meta;
@@ -76,26 +69,11 @@ __global__ void __launch_bounds__(mma::kTileThreads)
   const int64_t mtiles = (M + kTileN - 1) / kTileN;
   for (int64_t mt = blockIdx.y; mt < mtiles; mt += gridDim.y) {  // uniform across the block
     const int64_t m0 = mt * kTileN;
-    float acc[2][4][4];
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+    WarpAcc<float> acc;
+    zero_acc(acc);
 
-    if (kb0 < kb1) nm_tc_load(stage[kb0 & 1], x, values, meta, M, N, K, n0, m0, kb0, tid);
-    cp_async_commit();
-    for (int64_t kb = kb0; kb < kb1; ++kb) {
-      if (kb + 1 < kb1) {
-        nm_tc_load(stage[(kb + 1) & 1], x, values, meta, M, N, K, n0, m0, kb + 1, tid);
-        cp_async_commit();
-        cp_async_wait<1>();
-      } else {
-        cp_async_wait<0>();
-      }
-      __syncthreads();
-      const NmTcStage<T>& s = stage[kb & 1];
+    auto stage_block = [&](NmTcStage<T>& s, int64_t kb) { nm_tc_load(s, x, values, meta, M, N, K, n0, m0, kb, tid); };
+    auto mma_block = [&](const NmTcStage<T>& s) {
 #pragma unroll
       for (int ks = 0; ks < kNmBK / 32; ++ks) {
         uint32_t a[2][4], b[4][4], e[2];
@@ -117,26 +95,20 @@ __global__ void __launch_bounds__(mma::kTileThreads)
 #pragma unroll
           for (int j = 0; j < 4; ++j) mma_sp_16832<T>(acc[i][j], a[i], b[j], e[i]);
       }
-      __syncthreads();  // the stage is free for the load two steps on
-    }
+    };
+    two_stage_pipeline(stage, kb0, kb1, stage_block, mma_block);
 
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-#pragma unroll
-        for (int el = 0; el < 4; ++el) {
-          const int64_t o = n0 + wm + 16 * i + acc_row(lane, el);  // feature (A row)
-          const int64_t t = m0 + wn + 8 * j + acc_col(lane, el);   // token (B column)
-          if (o < N && t < M) {
-            if (partial != nullptr) {
-              partial[(int64_t(blockIdx.z) * M + t) * N + o] = acc[i][j][el];
-            } else {
-              const float bv = bias != nullptr ? load(bias[o]) : 0.f;
-              y[t * N + o] = store<T>(acc[i][j][el] + bv);
-            }
-          }
+    for_each_acc(acc, lane, wm, wn, [&](float v, int a, int b) {
+      const int64_t o = n0 + a, t = m0 + b;  // feature (A row), token (B column)
+      if (o < N && t < M) {
+        if (partial != nullptr) {
+          partial[(int64_t(blockIdx.z) * M + t) * N + o] = v;
+        } else {
+          const float bv = bias != nullptr ? load(bias[o]) : 0.f;
+          y[t * N + o] = store<T>(v + bv);
         }
+      }
+    });
   }
 }
 

@@ -38,9 +38,9 @@ OPS = (
 )
 # ops on the CPU's own packed weight layout: no GPU kernel of any kind (GPUs run int8_linear)
 CPU_LAYOUT_OPS = frozenset({"int8_pack_weight", "int8_linear_packed"})
-# ops whose native kernels exist for the CPU only: on a GPU "auto" takes Triton where it has a
-# kernel, else the reference
-CPU_ONLY_OPS = frozenset({"nm_int8_linear"}) | CPU_LAYOUT_OPS
+# ops whose native kernels exist for the CPU only (today exactly the CPU-layout ops): on a GPU
+# "auto" takes Triton where it has a kernel, else the reference
+CPU_ONLY_OPS = CPU_LAYOUT_OPS
 # the ops with a kernel in effdl.triton
 TRITON_OPS = tuple(op for op in OPS if op not in CPU_LAYOUT_OPS)
 

@@ -12,6 +12,9 @@
 //     B register r, half h = B[2t + h + 8r][g]; D element e = D[g + 8 (e / 2)][2t + e % 2].
 //   - mma m16n8k32 s8: A register r, byte b = A[g + 8 (r % 2)][4t + b + 16 (r / 2)];
 //     B register r, byte b = B[4t + b + 16 r][g]; D as above.
+//   - mma.sp m16n8k64 s8 (selector 0): A as the s8 mma over the 32 kept bytes, metadata
+//     as the fp16 form over 64 columns (all four lanes of a quad), B register r,
+//     byte b = B[4t + b + 16 r][g] (mma_sp_s8_emulate says it in full).
 // The kernels' whole block algorithm (cp.async staging with zero fill, ldmatrix
 // addresses, metadata reorder from effdl's canonical meta, mma, epilogue) is
 // replayed through the header's maps over grids with ragged M, N (and K for
@@ -107,6 +110,37 @@ void mma_s8_emulate(const std::array<std::array<Reg8, 4>, 32>& a, const std::arr
       for (int k = 0; k < 32; ++k) d[i][j] += A[i][k] * B[k][j];
 }
 
+// D[16][8] += A * B for mma.sp m16n8k64 s8, selector 0: A register r, byte b = kept
+// column 4t + b + 16 (r / 2) of row g + 8 (r % 2), kept column kc being the
+// (kc % 2)-th kept value of group kc / 2; metadata of group c (0..15) of row R at
+// lane 4 (R % 8) + c / 4, bits 16 (R / 8) + 4 (c % 4) + 2 s; B register r, byte b
+// = B[4t + b + 16 r][g].
+void mma_sp_s8_emulate(const std::array<std::array<Reg8, 4>, 32>& a, const std::array<std::array<Reg8, 4>, 32>& b,
+                       const std::array<uint32_t, 32>& meta, int64_t (&d)[16][8], bool& ordered) {
+  int64_t A[16][64] = {}, B[64][8] = {};
+  for (int R = 0; R < 16; ++R) {
+    for (int c = 0; c < 16; ++c) {
+      const uint32_t nib = (meta[sz(4 * (R % 8) + c / 4)] >> (16 * (R / 8) + 4 * (c % 4))) & 0xFu;
+      if (!((nib & 3u) < (nib >> 2))) ordered = false;
+    }
+  }
+  for (int l = 0; l < 32; ++l) {
+    const int g = l / 4, t = l % 4;
+    for (int r = 0; r < 4; ++r) {
+      for (int y = 0; y < 4; ++y) {
+        const int row = g + 8 * (r % 2), kc = 4 * t + y + 16 * (r / 2);
+        const int grp = kc / 2, s = kc % 2;
+        const uint32_t idx = (meta[sz(4 * (row % 8) + grp / 4)] >> (16 * (row / 8) + 4 * (grp % 4) + 2 * s)) & 3u;
+        A[row][4 * grp + int(idx)] += a[sz(l)][sz(r)][sz(y)];
+        B[4 * t + y + 16 * r][g] = b[sz(l)][sz(r)][sz(y)];
+      }
+    }
+  }
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 8; ++j)
+      for (int k = 0; k < 64; ++k) d[i][j] += A[i][k] * B[k][j];
+}
+
 // ---------------------------------------------------------------- metadata reorder
 
 void test_nibbles() {
@@ -173,6 +207,24 @@ void test_splitk_plan() {
 }
 
 // ---------------------------------------------------------------- nm 2:4 block algorithm
+
+// The kernels' epilogue over a block's four warps: element el of lane l of warp tile (i, j) is A row
+// a0 + warp_m0 + 16 i + acc_row and B column b0 + warp_n0 + 8 j + acc_col; store(a, b, value) gets
+// those inside [0, a_rows) x [0, b_cols).
+template <typename Acc, typename Store>
+void for_each_output(const std::vector<std::array<Acc[16][8], 8>>& acc, int64_t a0, int64_t b0, int64_t a_rows,
+                     int64_t b_cols, Store store) {
+  for (int warp = 0; warp < 4; ++warp)
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 4; ++j)
+        for (int l = 0; l < 32; ++l)
+          for (int el = 0; el < 4; ++el) {
+            const int rr = acc_row(l, el), cc = acc_col(l, el);
+            const int64_t a = a0 + warp_m0(warp) + 16 * i + rr, b = b0 + warp_n0(warp) + 8 * j + cc;
+            if (a < a_rows && b < b_cols) store(a, b, acc[sz(warp)][sz(i * 4 + j)][rr][cc]);
+          }
+}
+
 
 constexpr float kPoison = 1e30f;  // shared cells the copy plan never writes; reading one breaks exactness
 
@@ -260,19 +312,10 @@ std::vector<double> nm_emulate(const std::vector<float>& x, const std::vector<fl
           }
         }
       }
-      for (int warp = 0; warp < 4; ++warp) {  // the epilogue: lane l's element el of tile (i, j)
-        for (int i = 0; i < 2; ++i)
-          for (int j = 0; j < 4; ++j)
-            for (int l = 0; l < 32; ++l)
-              for (int el = 0; el < 4; ++el) {
-                const int rr = acc_row(l, el), cc = acc_col(l, el);
-                const int64_t o = n0 + warp_m0(warp) + 16 * i + rr, t = m0 + warp_n0(warp) + 8 * j + cc;
-                if (o < N && t < M) {
-                  y[sz(t * N + o)] += acc[sz(warp)][sz(i * 4 + j)][rr][cc];
-                  ++writes[sz(t * N + o)];
-                }
-              }
-      }
+      for_each_output(acc, n0, m0, N, M, [&](int64_t o, int64_t t, double v) {  // features are A rows
+        y[sz(t * N + o)] += v;
+        ++writes[sz(t * N + o)];
+      });
     }
   }
   return y;
@@ -320,16 +363,38 @@ struct I8Shared {
   I8Shared() : q(sz(kTileM * kI8Stride), 1000), w(sz(kTileN * kI8Stride), 1000) {}
 };
 
-void i8_stage(std::vector<int>& dst, const std::vector<int8_t>& src, int64_t rows, int64_t K, int64_t r0, int64_t k0) {
-  constexpr int kChunks = kI8BK / 16;
+// tc_pipeline.cuh's stage_rows: bytes [col0, col0 + bytes) of rows [r0, r0 + kTileM) of src
+// (`rows` rows, `pitch` bytes apart) into dst rows `stride` apart, 16-byte chunks, a chunk of a row
+// past `rows` or at/past byte `limit` zero-filled.
+void stage_rows(std::vector<int>& dst, int stride, const std::vector<int8_t>& src, int64_t rows, int64_t pitch,
+                int64_t r0, int64_t col0, int64_t limit, int bytes) {
+  const int chunks = bytes / 16;
   for (int tid = 0; tid < kTileThreads; ++tid) {
-    for (int it = 0; it < tile_iters(kTileM, kChunks); ++it) {
-      const int r = tile_row(tid, it, kChunks), c = tile_chunk(tid, it, kChunks);
-      const int64_t k = k0 + c * 16;
-      const bool ok = r0 + r < rows && k < K;
-      for (int u = 0; u < 16; ++u) dst[sz(r * kI8Stride + c * 16 + u)] = ok ? src[sz((r0 + r) * K + k + u)] : 0;
+    for (int it = 0; it < tile_iters(kTileM, chunks); ++it) {
+      const int r = tile_row(tid, it, chunks), c = tile_chunk(tid, it, chunks);
+      if (r >= kTileM) break;
+      const int64_t col = col0 + c * 16;
+      const bool ok = r0 + r < rows && col < limit;
+      for (int u = 0; u < 16; ++u) dst[sz(r * stride + c * 16 + u)] = ok ? src[sz((r0 + r) * pitch + col + u)] : 0;
     }
   }
+}
+
+// Fetches four bytes at 16-bit unit `unit` of a staged tile, flagging a read of the poison.
+auto byte_fetch(const std::vector<int>& mem, bool& poison_read) {
+  return [&mem, &poison_read](int64_t unit) {
+    Reg8 r;
+    for (int y = 0; y < 4; ++y) {
+      const int v = mem[sz(2 * unit + y)];
+      if (v == 1000) poison_read = true;
+      r[sz(y)] = int8_t(v);
+    }
+    return r;
+  };
+}
+
+void i8_stage(std::vector<int>& dst, const std::vector<int8_t>& src, int64_t rows, int64_t K, int64_t r0, int64_t k0) {
+  stage_rows(dst, kI8Stride, src, rows, K, r0, k0, K, kI8BK);
 }
 
 std::vector<int64_t> i8_emulate(const std::vector<int8_t>& q, const std::vector<int8_t>& wq, int64_t M, int64_t N,
@@ -347,17 +412,6 @@ std::vector<int64_t> i8_emulate(const std::vector<int8_t>& q, const std::vector<
         I8Shared s;
         i8_stage(s.q, q, M, K, m0, kb * kI8BK);
         i8_stage(s.w, wq, N, K, n0, kb * kI8BK);
-        auto fetch = [&](const std::vector<int>& mem) {
-          return [&mem, &poison_read](int64_t unit) {  // two 16-bit units = four bytes
-            Reg8 r;
-            for (int y = 0; y < 4; ++y) {
-              const int v = mem[sz(2 * unit + y)];
-              if (v == 1000) poison_read = true;
-              r[sz(y)] = int8_t(v);
-            }
-            return r;
-          };
-        };
         for (int warp = 0; warp < 4; ++warp) {
           const int wm = warp_m0(warp), wn = warp_n0(warp);
           for (int ks = 0; ks < kI8BK / 32; ++ks) {
@@ -367,13 +421,13 @@ std::vector<int64_t> i8_emulate(const std::vector<int8_t>& q, const std::vector<
               std::array<int64_t, 32> addr;  // in 16-bit units
               for (int l = 0; l < 32; ++l)
                 addr[sz(l)] = (int64_t(wm + 16 * i + ldsm_a_row(l)) * kI8Stride + ks * 32) / 2 + ldsm_a_unit(l);
-              ldsm_x4<Reg8>(addr, fetch(s.q), a[i]);
+              ldsm_x4<Reg8>(addr, byte_fetch(s.q, poison_read), a[i]);
             }
             for (int p = 0; p < 2; ++p) {
               std::array<int64_t, 32> addr;
               for (int l = 0; l < 32; ++l)
                 addr[sz(l)] = (int64_t(wn + 16 * p + ldsm_b8_row(l)) * kI8Stride + ks * 32) / 2 + ldsm_b8_unit(l);
-              ldsm_x4<Reg8>(addr, fetch(s.w), bw[p]);
+              ldsm_x4<Reg8>(addr, byte_fetch(s.w, poison_read), bw[p]);
               for (int l = 0; l < 32; ++l) {
                 b[2 * p][sz(l)] = {bw[p][sz(l)][0], bw[p][sz(l)][1]};
                 b[2 * p + 1][sz(l)] = {bw[p][sz(l)][2], bw[p][sz(l)][3]};
@@ -384,18 +438,10 @@ std::vector<int64_t> i8_emulate(const std::vector<int8_t>& q, const std::vector<
           }
         }
       }
-      for (int warp = 0; warp < 4; ++warp)
-        for (int i = 0; i < 2; ++i)
-          for (int j = 0; j < 4; ++j)
-            for (int l = 0; l < 32; ++l)
-              for (int el = 0; el < 4; ++el) {
-                const int rr = acc_row(l, el), cc = acc_col(l, el);
-                const int64_t t = m0 + warp_m0(warp) + 16 * i + rr, o = n0 + warp_n0(warp) + 8 * j + cc;
-                if (t < M && o < N) {
-                  y[sz(t * N + o)] += acc[sz(warp)][sz(i * 4 + j)][rr][cc];
-                  ++writes[sz(t * N + o)];
-                }
-              }
+      for_each_output(acc, m0, n0, M, N, [&](int64_t t, int64_t o, int64_t v) {  // tokens are A rows
+        y[sz(t * N + o)] += v;
+        ++writes[sz(t * N + o)];
+      });
     }
   }
   return y;
@@ -424,6 +470,104 @@ void test_i8_block(Rng& rng, int64_t M, int64_t N, int64_t K, int64_t per) {
             bad);
 }
 
+// ---------------------------------------------------------------- nm 2:4 int8 block algorithm
+
+// y[M, N] = q[M, K] @ W[N, K].T through nm24_int8_linear_tc_kernel's block algorithm
+// (values / meta: W in canonical 2:4 storage), split-K partial sums added in split order.
+std::vector<int64_t> nm_i8_emulate(const std::vector<int8_t>& q, const std::vector<int8_t>& values,
+                                   const std::vector<uint8_t>& meta, int64_t M, int64_t N, int64_t K, int64_t per,
+                                   bool& ordered, bool& poison_read, std::vector<int>& writes) {
+  std::vector<int64_t> y(sz(M * N), 0);
+  writes.assign(sz(M * N), 0);
+  const int64_t kblocks = K / kNmI8BK;
+  for (int64_t kb0 = 0; kb0 < kblocks; kb0 += per)  // one split at a time (grid z)
+    for (int64_t n0 = 0; n0 < N; n0 += kTileM)
+      for (int64_t m0 = 0; m0 < M; m0 += kTileN) {
+        std::vector<std::array<int64_t[16][8], 8>> acc(4);
+        for (auto& w : acc)
+          for (auto& t : w) std::memset(t, 0, sizeof t);
+        for (int64_t kb = kb0; kb < std::min(kblocks, kb0 + per); ++kb) {
+          std::vector<int> vals(sz(kTileM * kNmI8ValStride), 1000), qs(sz(kTileN * kNmI8QStride), 1000);
+          std::vector<uint8_t> ms(sz(kTileM * kNmI8MetaStride), 0xEE);
+          stage_rows(vals, kNmI8ValStride, values, N, K / 2, n0, kb * (kNmI8BK / 2), K / 2, kNmI8BK / 2);
+          stage_rows(qs, kNmI8QStride, q, M, K, m0, kb * kNmI8BK, K, kNmI8BK);
+          for (int r = 0; r < kTileM; ++r)  // the 8-byte meta copy of threads tid < kTileM
+            for (int u = 0; u < kNmI8MetaStride; ++u)
+              ms[sz(r * kNmI8MetaStride + u)] = n0 + r < N ? meta[sz((n0 + r) * (K / 8) + kb * kNmI8MetaStride + u)] : 0;
+          for (int warp = 0; warp < 4; ++warp) {
+            const int wm = warp_m0(warp), wn = warp_n0(warp);
+            std::array<std::array<Reg8, 4>, 32> a[2], b[4];
+            std::array<uint32_t, 32> e[2];
+            for (int i = 0; i < 2; ++i) {
+              std::array<int64_t, 32> addr;  // in 16-bit units
+              for (int l = 0; l < 32; ++l) {
+                addr[sz(l)] = (int64_t(wm + 16 * i + ldsm_a_row(l)) * kNmI8ValStride) / 2 + ldsm_a_unit(l);
+                const int r = wm + 16 * i + sp_meta_row(l), byte = 2 * sp8_meta_quarter(l);
+                auto m16 = [&](int row) {
+                  return uint32_t(ms[sz(row * kNmI8MetaStride + byte)]) |
+                         uint32_t(ms[sz(row * kNmI8MetaStride + byte + 1)]) << 8;
+                };
+                e[i][sz(l)] = sp_meta_word(m16(r), m16(r + 8));
+              }
+              ldsm_x4<Reg8>(addr, byte_fetch(vals, poison_read), a[i]);
+            }
+            for (int j = 0; j < 4; ++j) {
+              std::array<int64_t, 32> addr;
+              for (int l = 0; l < 32; ++l)
+                addr[sz(l)] = (int64_t(wn + 8 * j + ldsm_b16_row(l)) * kNmI8QStride) / 2 + ldsm_b16_unit(l);
+              ldsm_x4<Reg8>(addr, byte_fetch(qs, poison_read), b[j]);
+            }
+            for (int i = 0; i < 2; ++i)
+              for (int j = 0; j < 4; ++j)
+                mma_sp_s8_emulate(a[i], b[j], e[i], acc[sz(warp)][sz(i * 4 + j)], ordered);
+          }
+        }
+        for_each_output(acc, n0, m0, N, M, [&](int64_t o, int64_t t, int64_t v) {  // features are A rows
+          y[sz(t * N + o)] += v;
+          ++writes[sz(t * N + o)];
+        });
+      }
+  return y;
+}
+
+void test_nm_i8_block(Rng& rng, int64_t M, int64_t N, int64_t K, int64_t per) {
+  // every group one of the six 2:4 patterns, some kept values zero, the extreme bytes included
+  std::uniform_int_distribution<int> val(-128, 127), pat(0, 5), coin(0, 9);
+  static const int kPatterns[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
+  std::vector<int8_t> W(sz(N * K), 0), q(sz(M * K));
+  for (int64_t r = 0; r < N; ++r)
+    for (int64_t g = 0; g < K / 4; ++g) {
+      const int p = pat(rng);
+      for (int s = 0; s < 2; ++s) W[sz(r * K + 4 * g + kPatterns[p][s])] = coin(rng) == 0 ? 0 : int8_t(val(rng));
+    }
+  for (auto& v : q) v = coin(rng) == 0 ? int8_t(-128) : int8_t(val(rng));
+  // compressed as floats (exact for bytes), as effdl's int8 2:4 weights are
+  const std::vector<float> Wf(W.begin(), W.end());
+  std::vector<float> values_f(sz(N * K / 2));
+  std::vector<uint8_t> meta(sz(N * core::nm_meta_bytes(K)));
+  for (int64_t r = 0; r < N; ++r) {
+    CHECK(core::nm_compress_row(&Wf[sz(r * K)], K, 2, 4, &values_f[sz(r * K / 2)],
+                                &meta[sz(r * core::nm_meta_bytes(K))]) == -1);
+  }
+  const std::vector<int8_t> values(values_f.begin(), values_f.end());
+  bool ordered = true, poison = false;
+  std::vector<int> writes;
+  const std::vector<int64_t> y = nm_i8_emulate(q, values, meta, M, N, K, per, ordered, poison, writes);
+  const int64_t splits = (K / kNmI8BK + per - 1) / per;
+  for (int w : writes) CHECK(w == splits);
+  CHECK_MSG(ordered && !poison, "nm int8 M=%lld N=%lld K=%lld: unordered metadata or a poisoned read",
+            (long long)M, (long long)N, (long long)K);
+  long bad = 0;
+  for (int64_t t = 0; t < M; ++t)
+    for (int64_t o = 0; o < N; ++o) {
+      int64_t want = 0;
+      for (int64_t k = 0; k < K; ++k) want += int64_t(q[sz(t * K + k)]) * int64_t(W[sz(o * K + k)]);
+      bad += y[sz(t * N + o)] != want ? 1 : 0;
+    }
+  CHECK_MSG(bad == 0, "nm int8 M=%lld N=%lld K=%lld: %ld wrong outputs", (long long)M, (long long)N,
+            (long long)K, bad);
+}
+
 }  // namespace
 
 int main() {
@@ -440,5 +584,6 @@ int main() {
   const int64_t i8_shapes[][4] = {{1, 8, 16, 1},    {16, 64, 64, 1}, {70, 72, 112, 2}, {65, 130, 208, 4},
                                   {3, 5, 32, 1},    {4, 20, 592, 4}, {2, 9, 1040, 5}};
   for (const auto& s : i8_shapes) test_i8_block(rng, s[0], s[1], s[2], s[3]);
+  for (const auto& s : nm_shapes) test_nm_i8_block(rng, s[0], s[1], s[2], s[3]);
   return effdl_test::finish("test_mma_layout");
 }

@@ -46,8 +46,9 @@ class SparseQLinear(nn.Module):
 
     Input ``[*, in_features]`` float32/bfloat16/float16 (weight-only also float64);
     output ``[*, out_features]`` in the input's dtype. ``in_features`` must be a
-    multiple of ``m``. The N:M int8 kernel is native on the CPU; on CUDA tensors the
-    ``"auto"`` backend runs its Triton kernel (no hand-written CUDA kernel yet).
+    multiple of ``m``. The N:M int8 kernel is native on the CPU and on CUDA (2:4 on
+    sparse int8 tensor cores, sm_80+); on CUDA tensors the ``"auto"`` backend runs the
+    native kernel where it is validated for the GPU, else its Triton kernel.
     """
 
     def __init__(
