@@ -323,8 +323,10 @@ def _build_int8_linear(K: int, N: int, M: int, device: torch.device, l2: int) ->
 def _build_nm_int8_linear(K: int, N: int, M: int, device: torch.device, l2: int) -> GpuBuilt:
     n = rotation_sets(N * K // 2 + N * K // 8 + M * K * 2, l2, minimum=1)
     qw = [torch_quantize_rows(sparse24(N, K, torch.float32, device)) for _ in range(n)]  # zeros stay zeros
-    packed = [tuple(t.to(torch.int8) if i == 0 else t for i, t in enumerate(formats_compress(wq.float())))
-              for wq, _ in qw]
+    packed = []
+    for wq, _ in qw:
+        values, meta = formats_compress(wq.float())  # int8 -> fp32 -> int8 is exact
+        packed.append((values.to(torch.int8), meta))
     deq = [wq.float() * s[:, None] for wq, s in qw]
     xs = [torch.randn(M, K, device=device).bfloat16() for _ in range(n)]
 
