@@ -104,10 +104,10 @@ __global__ void nm_compress_meta_kernel(const T* __restrict__ w, int64_t R, int6
 
 // One thread per (row r, group g) of meta[R, meta_bytes]: a group without
 // exactly n bits, or (checked by the last group) a bit set past K, records r in
-// *first_bad_row.
-__global__ void nm_validate_meta_kernel(const uint8_t* __restrict__ meta, int64_t R, int64_t K,
-                                        int64_t meta_bytes, int n, int m,
-                                        int64_t* first_bad_row) {
+// *first_bad_row. Static: every glue file that validates meta (nm_ops.cu,
+// nm_int8_ops.cu) gets its own copy rather than two clashing definitions.
+static __global__ void nm_validate_meta_kernel(const uint8_t* __restrict__ meta, int64_t R, int64_t K,
+                                               int64_t meta_bytes, int n, int m, int64_t* first_bad_row) {
   const int64_t groups = K / m, total = R * groups;
   for (int64_t t = global_thread(); t < total; t += grid_threads()) {
     const int64_t r = t / groups, g = t % groups;
