@@ -28,6 +28,7 @@
 #include "isa.h"
 #include "nm_format.h"
 #include "nm_int8_linear.h"
+#include "nm_int8_select.h"
 #include "nm_linear_simd.h"
 
 #if EFFDL_X86_LEVELS
@@ -175,6 +176,9 @@ EFFDL_NMQ_TARGET bool nm_int8_linear_block_vnni(const int8_t* q, int64_t ldq, co
                                                 const float* w_scale, const float* bias, Out* out,
                                                 int64_t ldo, int64_t o_begin, int64_t o_end) {
   using namespace nm_vnni;
+  if (n == 2 && m == 4)  // only the kept products: nm_int8_select.h
+    return nm24_int8_linear_block_select<Out>(q, ldq, q_scale, M, K, values, meta, w_scale, bias, out, ldo, o_begin,
+                                              o_end);
   const int64_t kept = nm_kept(K, n, m), mb = nm_meta_bytes(K), kp = (K + 63) / 64 * 64;
   std::vector<uint8_t> dense(size_t(kCols * kp));
   std::vector<int32_t> cols(static_cast<size_t>(kept + 8)), shift(static_cast<size_t>(M));
