@@ -17,17 +17,19 @@
 // of each lane of c1's kept values, then of c2's; vpunpcklqdq). Window B
 // likewise with the high 8 bytes (vpunpckhqdq). Per row of q and pair of
 // weight rows, a block costs 2 vpshufb + 2 vpdpbusd for 256 kept products;
-// dword lanes 0, 1 of each 128-bit lane accumulate c1, lanes 2, 3 c2. The
-// pair's indices and weights are built once per call into a small buffer and
-// reused by every row of q.
+// dword lanes 0, 1 of each 128-bit lane accumulate c1, lanes 2, 3 c2. With
+// one or a few rows of q a pair's block is built and used at once; with more,
+// a tile of pairs is built once per call into a small buffer and reused by
+// every row of q.
 //
-// Indices. Byte b of a lane (group b / 2 of the lane, its (b % 2)-th kept
-// column) selects in-window byte 4 * ((b % 8) / 2) + p, p the position of the
-// (b % 2)-th set bit of the group's meta nibble: the nibble is spread to its
-// two bytes (a broadcast + vpshufb of the block's 16 meta bytes, the high
-// nibbles shifted down under a word mask), odd bytes clear the nibble's lowest
-// set bit (v & (v - 1)), and a 16-entry vpshufb table gives the lowest set
-// bit's position.
+// Indices. Byte b of a lane (group b / 2 of its window half, the (b % 2)-th
+// kept column) selects in-window byte 4 * ((b % 8) / 2) + p, p the position
+// of the (b % 2)-th set bit of the group's meta nibble. One 16-bit word per
+// group holds both: the meta bytes are laid out in pair order, widened to a
+// dword each (two groups), the high nibble moved to the high word, the word's
+// group position within the window added, and a 64-entry vpermt2w table
+// gives the word; nibbles without exactly two bits set bit 7 (valid-mask
+// check, and a zero from vpshufb).
 //
 // Exactness. vpdpbusd multiplies unsigned by signed bytes, so q goes in as
 // q + 128 (XOR 0x80 when arranged): each sum is dot + 128 * (sum of the kept
@@ -64,47 +66,45 @@ constexpr int64_t kBlock = 128;      // dense columns per block (64 kept values)
 constexpr int64_t kPairBytes = 256;  // one pair's block in the buffer: idxA, idxB, wA, wB
 constexpr int kRows = 4;             // rows of q per pass
 constexpr int kPairs = 4;            // pairs of weight rows per buffered tile: 16 accumulators
-constexpr int64_t kAheadRows = 2;    // prefetch distance along each stream of weight rows
+constexpr int64_t kAhead = 2048;     // prefetch distance (bytes) along each stream of kept values
 
 inline int64_t blocks(int64_t K) { return (K + kBlock - 1) / kBlock; }
 
-// The per-lane constants of block_index, 16 bytes each, repeated over the 4 lanes.
-struct IndexConsts {
-  alignas(64) uint8_t spread[64];  // lane L, byte b: meta byte 4L + b / 4 of the block
-  alignas(64) uint8_t lowbit[64];  // entry v: position of v's lowest set bit, | 0x80 if v is bad
-  alignas(64) uint8_t base[64];    // byte b: the group's first byte in its window, 4 * ((b % 8) / 2)
-  constexpr IndexConsts() : spread(), lowbit(), base() {
+// The index words of the pair layout (below), 64 entries for vpermt2w: entry
+// 16 * g + v, for the group at position g of its 16-column window with keep
+// nibble v, holds the in-window bytes of its two kept columns, 4 g + (first,
+// second set bit of v). A nibble without exactly two bits sets bit 7 of both
+// bytes: vpshufb writes zeros there, and the caller sees the row is invalid.
+struct PairIndexTable {
+  alignas(64) uint16_t e[64];
+  constexpr PairIndexTable() : e() {
     for (int i = 0; i < 64; ++i) {
-      const int lane = i / 16, b = i % 16, v = i % 16;
-      spread[i] = uint8_t(4 * lane + b / 4);
-      int p = 0, bits = 0;
-      while (v && !((v >> p) & 1)) ++p;
-      for (int t = 0; t < 4; ++t) bits += (v >> t) & 1;
-      lowbit[i] = uint8_t(p | (bits == 0 || bits >= 3 ? 0x80 : 0));
-      base[i] = uint8_t(4 * ((b % 8) / 2));
+      const int g = i / 16, v = i % 16;
+      int pos[2] = {0, 0}, bits = 0;
+      for (int t = 0; t < 4; ++t)
+        if ((v >> t) & 1) {
+          if (bits < 2) pos[bits] = t;
+          ++bits;
+        }
+      const int bad = bits == 2 ? 0 : 0x80;
+      e[i] = uint16_t((4 * g + pos[0]) | bad | ((4 * g + pos[1]) | bad) << 8);
     }
   }
 };
-inline constexpr IndexConsts kIndex{};
+inline constexpr PairIndexTable kPairIndex{};
 
-// The vpshufb indices of one block of a 2:4 row from its 16 meta bytes.
-// Validity comes along in bit 7 (which also makes vpshufb write a zero): an
-// even byte looks up its nibble v, an odd one v & (v - 1), and a key is bad
-// when it is 0 or has 3 or more bits. So v = 0 (even byte), one bit (odd
-// byte: key 0), three or four bits (even byte) are caught, and exactly two
-// bits (keys of 2 and 1 bits) pass: bit 7 is clear everywhere iff every
-// nibble has two bits. Groups past K (nibble 0) are flagged too; the caller
-// masks them out.
-EFFDL_NMS_TARGET inline __m512i block_index(__m128i meta16) {
-  const __m512i rep = _mm512_shuffle_epi8(_mm512_maskz_broadcast_i32x4(__mmask16(0xffff), meta16),
-                                          _mm512_load_si512(kIndex.spread));
-  // odd words (bytes b % 4 = 2, 3) belong to the meta byte's high nibble
-  const __m512i nib = _mm512_mask_srli_epi16(rep, __mmask32(0xAAAAAAAAu), rep, 4);
-  const __m512i dec = _mm512_add_epi8(nib, _mm512_set1_epi16(short(0xFF00)));  // odd bytes: v - 1
-  // (v & (v - 1) at odd bytes, v at even ones) & 0x0f: the high bits would zero the lookup
-  const __m512i key = _mm512_ternarylogic_epi32(nib, dec, _mm512_set1_epi8(0x0f), 0x80);
-  return _mm512_or_si512(_mm512_shuffle_epi8(_mm512_load_si512(kIndex.lowbit), key),
-                         _mm512_load_si512(kIndex.base));
+// The vpshufb indices of one window of a pair of rows from src, whose bytes
+// 4L .. 4L + 3 are the meta bytes of lane L (first row's two, then the
+// second's): each byte becomes a dword (vpmovzxbd) holding two groups, its
+// high nibble moves to the high word (x | x << 12), the word keeps its nibble
+// and gains its group's window position (bits 4, 5), and vpermt2w looks it up.
+EFFDL_NMS_TARGET inline __m512i window_index(__m128i src) {
+  const __m512i x = _mm512_maskz_cvtepu8_epi32(__mmask16(0xffff), src);
+  const __m512i y = _mm512_or_si512(x, _mm512_maskz_slli_epi32(__mmask16(0xffff), x, 12));
+  // word w of a lane is group w % 4 of its window: 0x00, 0x10, 0x20, 0x30
+  const __m512i pos = _mm512_set1_epi64(0x0030002000100000ll);
+  const __m512i key = _mm512_ternarylogic_epi32(y, _mm512_set1_epi32(0x000f000f), pos, 0xea);  // (a & b) | c
+  return _mm512_permutex2var_epi16(_mm512_load_si512(kPairIndex.e), key, _mm512_load_si512(kPairIndex.e + 32));
 }
 
 // qa[(i * blocks(K) + b) * 128 ...]: block b of row i of q as A (64 bytes)
@@ -160,31 +160,44 @@ struct Pair {
   __m512i shift_a, shift_b;  // 128 * the kept-weight sums per accumulator lane, windows A and B apart
   __m512i bad;    // bit 7 set somewhere: an invalid group (block_index)
 
-  // Block b into *pb; the next rows (kAheadRows further) are prefetched along.
+  // Block b into *pb; the rows are prefetched kAhead bytes further along (a
+  // fixed distance: whole rows ahead at K = 11008 crowded L1).
   EFFDL_NMS_TARGET inline void block(int64_t b, PairBlock* pb) {
-    const int64_t k = b * kBlock, rem = K - k;
-    __m512i k1, k2, i1, i2;
-    prefetch<>(v1 + k / 2, kAheadRows * nm_kept(K, 2, 4));
-    prefetch<>(v2 + k / 2, kAheadRows * nm_kept(K, 2, 4));
-    prefetch<>(m1 + k / 8, kAheadRows * nm_meta_bytes(K));
-    prefetch<>(m2 + k / 8, kAheadRows * nm_meta_bytes(K));
+    const int64_t rem = K - b * kBlock;  // (b * 64 and b * 16, not k / 2 and k / 8: no signed-division fixups)
+    __m512i k1, k2;
+    prefetch<>(v1 + b * 64, kAhead);
+    prefetch<>(v2 + b * 64, kAhead);
+    prefetch<>(m1 + b * 16, kAhead / 4);  // meta: a quarter of the value bytes
+    prefetch<>(m2 + b * 16, kAhead / 4);
+    __m128i t1, t2;
     if (rem >= kBlock) {
-      k1 = _mm512_loadu_si512(v1 + k / 2);
-      k2 = _mm512_loadu_si512(v2 + k / 2);
-      i1 = block_index(_mm_loadu_si128(reinterpret_cast<const __m128i*>(m1 + k / 8)));
-      i2 = block_index(_mm_loadu_si128(reinterpret_cast<const __m128i*>(m2 + k / 8)));
-      bad = _mm512_ternarylogic_epi32(bad, i1, i2, 0xfe);  // a | b | c
-    } else {  // K % 4 == 0: rem / 2 kept values, ceil(rem / 8) meta bytes; bytes past K are not checked here
-      const __mmask64 live = _bzhi_u64(~uint64_t(0), unsigned(rem / 2));
+      k1 = _mm512_loadu_si512(v1 + b * 64);
+      k2 = _mm512_loadu_si512(v2 + b * 64);
+      t1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m1 + b * 16));
+      t2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m2 + b * 16));
+    } else {  // K % 4 == 0: rem / 2 kept values, ceil(rem / 8) meta bytes
       const __mmask16 mlive = __mmask16(_bzhi_u32(~0u, unsigned((rem + 7) / 8)));
-      k1 = _mm512_maskz_loadu_epi8(live, v1 + k / 2);
-      k2 = _mm512_maskz_loadu_epi8(live, v2 + k / 2);
-      i1 = block_index(_mm_maskz_loadu_epi8(mlive, m1 + k / 8));
-      i2 = block_index(_mm_maskz_loadu_epi8(mlive, m2 + k / 8));
-      bad = _mm512_ternarylogic_epi32(bad, _mm512_maskz_mov_epi8(live, i1), _mm512_maskz_mov_epi8(live, i2), 0xfe);
+      k1 = _mm512_maskz_loadu_epi8(_bzhi_u64(~uint64_t(0), unsigned(rem / 2)), v1 + b * 64);
+      k2 = _mm512_maskz_loadu_epi8(_bzhi_u64(~uint64_t(0), unsigned(rem / 2)), v2 + b * 64);
+      t1 = _mm_maskz_loadu_epi8(mlive, m1 + b * 16);
+      t2 = _mm_maskz_loadu_epi8(mlive, m2 + b * 16);
     }
-    pb->ia = _mm512_maskz_unpacklo_epi64(__mmask8(0xff), i1, i2);
-    pb->ib = _mm512_maskz_unpackhi_epi64(__mmask8(0xff), i1, i2);
+    // lane L of window A: meta bytes 4L, 4L + 1 of each row (its groups 8L .. 8L + 3); of B: 4L + 2, 4L + 3
+    pb->ia = window_index(_mm_blend_epi16(t1, _mm_slli_epi32(t2, 16), 0xaa));
+    pb->ib = window_index(_mm_blend_epi16(_mm_srli_epi32(t1, 16), t2, 0xaa));
+    if (rem >= kBlock) {
+      bad = _mm512_ternarylogic_epi32(bad, pb->ia, pb->ib, 0xfe);  // a | b | c
+    } else {  // groups past K (nibble 0) are flagged too: only the live bytes count
+      const uint64_t live = _bzhi_u64(~uint64_t(0), unsigned(rem / 2));
+      uint64_t live_a = 0, live_b = 0;
+      for (int L = 0; L < 4; ++L) {
+        const uint64_t a = (live >> (16 * L)) & 0xff, b2 = (live >> (16 * L + 8)) & 0xff;
+        live_a |= (a | a << 8) << (16 * L);
+        live_b |= (b2 | b2 << 8) << (16 * L);
+      }
+      bad = _mm512_ternarylogic_epi32(bad, _mm512_maskz_mov_epi8(live_a, pb->ia), _mm512_maskz_mov_epi8(live_b, pb->ib),
+                                      0xfe);
+    }
     pb->wa = _mm512_maskz_unpacklo_epi64(__mmask8(0xff), k1, k2);
     pb->wb = _mm512_maskz_unpackhi_epi64(__mmask8(0xff), k1, k2);
     const __m512i flip = _mm512_set1_epi8(char(0x80));
