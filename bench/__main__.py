@@ -41,6 +41,7 @@ SHORT = {  # table headers for the peers; the legend under each table gives the 
     "F.linear bf16": "bf16",
     "torch.ao dyn int8": "ao-int8",
     "effdl int8 dense": "int8-dense",
+    "effdl int8 packed": "int8-packed",
     "_weight_int8pack_mm": "int8pack",
     "torch CL (oneDNN)": "oneDNN-CL",
     "torch NCHW": "NCHW",

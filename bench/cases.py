@@ -248,6 +248,7 @@ def _build_nm_int8_linear(K: int, N: int, M: int, llc: int) -> Built:
         values_q, w_scale = ops.quantize_rows(values)  # per output channel, over the kept values
         sparse_q.append((values_q, meta, w_scale))
     dense_q = [ops.quantize_rows(w) for w in ws]
+    dense_packed = [(ops.int8_pack_weight(wq), s) for wq, s in dense_q]
 
     def nm_w8a8(x, values_q, meta, w_scale):
         q, qs = ops.quantize_rows(x)
@@ -273,6 +274,11 @@ def _build_nm_int8_linear(K: int, N: int, M: int, llc: int) -> Built:
             [lambda x=x, p=p: _w8a8(x, *p) for x, p in zip(xs, dense_q, strict=True)],
             note="effdl.ops.quantize_rows + effdl.ops.int8_linear on the pruned weight, dense int8",
         ),
+        Candidate(
+            "effdl int8 packed",
+            [lambda x=x, p=p: _w8a8_packed(x, *p) for x, p in zip(xs, dense_packed, strict=True)],
+            note="QLinear's dense path on the pruned weight: effdl.ops.quantize_rows + effdl.ops.int8_linear_packed",
+        ),
     ]
     ref = F.linear(xs[0].double(), ws[0].double())
     errs = _errors(first_outputs(cands), ref)
@@ -281,6 +287,7 @@ def _build_nm_int8_linear(K: int, N: int, M: int, llc: int) -> Built:
         "F.linear fp32": N * K * 4 + M * K * 4,
         "torch.ao dyn int8": N * K + M * K * 4,
         "effdl int8 dense": N * K + N * 4 + M * K * 4,
+        "effdl int8 packed": dense_packed[0][0].numel() + N * 4 + M * K * 4,
     }
     return Built(cands, n, sb, errs, 5e-2, "fp64 F.linear of the unquantized 2:4-pruned weight and input")
 

@@ -1,16 +1,14 @@
 // nm_int8_linear on AVX-512 VNNI: the avx512_vnni level's nm_int8_linear_block
 // (nm_int8_linear_kernel below picks the core of each level). Torch-free.
+// 2:4 weights go to nm_int8_select.h, which computes only the kept products;
+// every other N:M pattern takes the expanding kernel here.
 //
 // Each tile of 4 weight rows is first expanded into dense rows of shifted
-// bytes w + 128 (kept weights at their columns, 0 + 128 elsewhere) in L1, then
-// multiplied with up to 4 rows of q at a time by vpdpbusd, 64 products per
-// instruction, q read straight from memory. For 2:4 the expansion is done in
-// register, 64 columns at a time: the 16 nibbles of meta select, from a
-// 16-entry table, the in-lane vpshufb index of each column (its rank among
-// the kept columns of its 128-bit lane, or "zero"), and the lane's 8 kept
-// values are moved under it; other patterns expand through the decoded
-// column list. The weights stream once (0.625 of the dense int8 bytes for
-// 2:4) and the expansion is amortised over all rows of q.
+// bytes w + 128 (kept weights at their columns, 0 + 128 elsewhere) in L1,
+// through the decoded column list, then multiplied with up to 4 rows of q at
+// a time by vpdpbusd, 64 products per instruction, q read straight from
+// memory. The weights stream once and the expansion is amortised over all
+// rows of q, but the dot work is dense.
 //
 // Exactness is int8_vnni.h's argument: vpdpbusd multiplies the unsigned
 // w + 128 by the signed q, so each sum is dot + 128 * sum_k q[k] modulo 2^32;
@@ -28,6 +26,7 @@
 #include "isa.h"
 #include "nm_format.h"
 #include "nm_int8_linear.h"
+#include "nm_int8_select.h"
 #include "nm_linear_simd.h"
 
 #if EFFDL_X86_LEVELS
@@ -44,69 +43,11 @@ namespace nm_vnni {
 constexpr int kCols = 4;  // weight rows (output columns) per tile
 constexpr int kRows = 4;  // rows of q per tile
 
-// For each nibble of a 2:4 group with bits a < b set: the vpshufb index bytes
-// of its 4 columns, 0 at a, 1 at b, 0x80 (zero) elsewhere. Other nibbles are
-// invalid masks (rejected before) and give all zeros.
-struct PairTable {
-  uint32_t e[16];
-  constexpr PairTable() : e() {
-    for (int v = 0; v < 16; ++v) {
-      uint32_t word = 0x80808080u;
-      int r = 0, bits = 0;
-      for (int p = 0; p < 4; ++p) bits += (v >> p) & 1;
-      for (int p = 0; p < 4 && bits == 2; ++p)
-        if ((v >> p) & 1) word = (word & ~(0xffu << (8 * p))) | (uint32_t(r++) << (8 * p));
-      e[v] = word;
-    }
-  }
-};
-inline constexpr PairTable kPairTable{};
-
-// Columns [k, k + 64) of a 2:4 row as shifted dense bytes: meta8 holds their
-// 64 mask bits, kept their 32 kept values (ascending).
-EFFDL_NMQ_TARGET inline __m512i expand24(uint64_t meta8, __m256i kept) {
-  const __m512i table = _mm512_loadu_si512(kPairTable.e);
-  // group d of the 16 (dword d) sits in its lane's kept bytes 2 * (d % 4), +1
-  const __m512i base = _mm512_set_epi32(0x06060606, 0x04040404, 0x02020202, 0, 0x06060606, 0x04040404,
-                                        0x02020202, 0, 0x06060606, 0x04040404, 0x02020202, 0, 0x06060606,
-                                        0x04040404, 0x02020202, 0);
-  // dword 2j: meta byte j, dword 2j + 1: byte j >> 4 (srli by 4 of 16-bit lanes
-  // leaves byte j's high nibble in its low bits); vpermd reads only the low 4
-  // bits of each index, so the nibbles need no masking
-  const __m128i m = _mm_cvtsi64_si128(int64_t(meta8));
-  // (maskz forms throughout: the plain ones trip GCC 12's -Wmaybe-uninitialized)
-  const __m512i nib = _mm512_maskz_cvtepu8_epi32(__mmask16(0xffff), _mm_unpacklo_epi8(m, _mm_srli_epi16(m, 4)));
-  const __m512i idx = _mm512_add_epi32(_mm512_maskz_permutexvar_epi32(__mmask16(0xffff), nib, table), base);
-  // lane L gets kept bytes 8L .. 8L + 7 in its low half
-  const __m512i wide = _mm512_maskz_inserti64x4(__mmask8(0xff), _mm512_setzero_si512(), kept, 0);
-  const __m512i lanes =
-      _mm512_maskz_permutexvar_epi64(__mmask8(0xff), _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0), wide);
-  return _mm512_xor_si512(_mm512_shuffle_epi8(lanes, idx), _mm512_set1_epi8(char(0x80)));
-}
-
 // dst[0, round_up(K, 64)) = the shifted dense bytes of one row (valid meta).
-// cols: scratch of K * n / m + 8 entries (other patterns).
+// cols: scratch of K * n / m + 8 entries.
 EFFDL_NMQ_TARGET inline void expand_row(const int8_t* v, const uint8_t* meta, int64_t K, int n, int m,
                                         int32_t* cols, uint8_t* dst) {
   const int64_t kp = (K + 63) / 64 * 64;
-  if (n == 2 && m == 4) {
-    int64_t k = 0;
-    for (; k + 64 <= K; k += 64) {
-      uint64_t m8;
-      std::memcpy(&m8, meta + k / 8, 8);
-      const __m256i kept = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + k / 2));
-      _mm_prefetch(reinterpret_cast<const char*>(v + k / 2) + 1024, _MM_HINT_T0);  // see dense_tile
-      _mm512_storeu_si512(dst + k, expand24(m8, kept));
-    }
-    if (k < K) {  // the partial last vector: its meta bytes, zero past K; K % 4 == 0
-      const int64_t rem = K - k;
-      uint64_t m8 = 0;
-      std::memcpy(&m8, meta + k / 8, size_t((rem + 7) / 8));
-      const __m256i kept = _mm256_maskz_loadu_epi8(_bzhi_u32(~0u, unsigned(rem / 2)), v + k / 2);
-      _mm512_storeu_si512(dst + k, expand24(m8, kept));
-    }
-    return;
-  }
   std::memset(dst, 0x80, size_t(kp));
   nm_row_cols(meta, K, cols);
   const int64_t kept = nm_kept(K, n, m);
@@ -175,6 +116,9 @@ EFFDL_NMQ_TARGET bool nm_int8_linear_block_vnni(const int8_t* q, int64_t ldq, co
                                                 const float* w_scale, const float* bias, Out* out,
                                                 int64_t ldo, int64_t o_begin, int64_t o_end) {
   using namespace nm_vnni;
+  if (n == 2 && m == 4)  // only the kept products: nm_int8_select.h
+    return nm24_int8_linear_block_select<Out>(q, ldq, q_scale, M, K, values, meta, w_scale, bias, out, ldo, o_begin,
+                                              o_end);
   const int64_t kept = nm_kept(K, n, m), mb = nm_meta_bytes(K), kp = (K + 63) / 64 * 64;
   std::vector<uint8_t> dense(size_t(kCols * kp));
   std::vector<int32_t> cols(static_cast<size_t>(kept + 8)), shift(static_cast<size_t>(M));
