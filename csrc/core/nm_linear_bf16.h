@@ -5,18 +5,20 @@
 // and adds both products to an fp32 lane, so bf16 operands are never widened.
 // In 2:4 every group of four columns keeps exactly two values, stored next to
 // each other: a 32-bit word of the canonical values (nm_format.h) is one
-// weight pair, the pair vdpbf16ps wants. Two kernels, as in nm_linear_simd.h:
-//   direct (x read directly, small M: memory-bound): 32 columns of a weight row
-//     are expanded from its 16 kept values into dense position in register
-//     (vpexpandw, the row's 32 meta bits as the mask) and dotted with 32
-//     columns of x straight from its bf16 rows: one load, one expand and one
-//     vdpbf16ps per 32 columns and x row, x never converted.
-//   pairs (packed xt, larger M): for a chunk of groups and a strip of up to 64
-//     rows of x, x is packed once as the six possible pairs of each group,
-//     (x[i, 4g + a], x[i, 4g + b]) for a < b, one 32-bit lane per row i; an
-//     output column then adds, per group, vdpbf16ps(x pairs of its pattern,
-//     broadcast weight pair) to a strip of accumulators: only the kept
-//     products, half the dot instructions of a dense bf16 GEMM.
+// weight pair, the pair vdpbf16ps wants. Two kernels, both reading x directly:
+//   direct (small M: memory-bound): 32 columns of a weight row are expanded
+//     from its 16 kept values into dense position in register (vpexpandw, the
+//     row's 32 meta bits as the mask) and dotted with 32 columns of x straight
+//     from its bf16 rows: one load, one expand and one vdpbf16ps per 32
+//     columns and x row, x never converted. Weight rows stream once.
+//   lanes (larger M): a vector holds 16 output columns. Per group, lane l
+//     needs the pair of x's four columns that column l keeps: one vpermw of a
+//     register holding eight groups of an x row, with word indices decoded
+//     from the 16 columns' meta, then one vdpbf16ps with the 16 columns' weight
+//     pairs. Only kept products are computed (half the dot instructions of a
+//     dense bf16 GEMM), and every loaded x register serves eight groups: a
+//     kernel that loaded one x vector per dot would be bound by loads at half
+//     the dot rate.
 // Sums are fp32, rounded to bf16 once with the bias added, as on the other
 // levels. vdpbf16ps treats bf16 subnormal inputs and fp32 subnormal results as
 // zero (the other levels keep them): a difference far below bf16's tolerance.
@@ -46,20 +48,17 @@ namespace effdl::core {
 namespace nm_bf16dot {
 #define EFFDL_NMB_TARGET __attribute__((target("arch=x86-64-v4,avx512bf16,avx512vbmi2")))
 
-// Up to this many rows of x the direct kernel runs (the glue packs xt above
-// kNmGatherMaxRows, so both kernels are possible between the two).
-constexpr int64_t kDirectMaxRows = 16;
+// Up to this many rows of x the direct kernel runs, the lanes kernel above
+// (measured crossover: the lanes kernel's decode of each chunk of weights
+// pays off from about two dozen rows).
+constexpr int64_t kDirectMaxRows = 24;
 constexpr int kTileRows = 4;           // weight rows of a direct tile (x rows: up to 4 more)
 constexpr int kPrefetchBytes = 1024;   // how far ahead of a weight row's reads to prefetch
-constexpr int64_t kPackBytes = 24 << 10;  // the x pairs of one chunk: within L1
-constexpr int64_t kBlockBytes = 512 << 10;  // weight rows (values, patterns) a block revisits: L2
 
-// The six kept pairs (a, b) of a group of four, and the pair of each valid
-// 2-bit nibble of the keep-mask (-1: not exactly two bits).
+// The six kept pairs (a, b) of a group of four.
 constexpr int kPairs = 6;
 constexpr int kPairA[kPairs] = {0, 0, 0, 1, 1, 2};
 constexpr int kPairB[kPairs] = {1, 2, 3, 2, 3, 3};
-constexpr int8_t kNibblePair[16] = {-1, -1, -1, 0, -1, 1, 3, -1, -1, 2, 4, -1, 5, -1, -1, -1};
 
 EFFDL_NMB_TARGET inline __m512 dot(__m512 acc, __m512i x, __m512i w) {
   return _mm512_dpbf16_ps(acc, (__m512bh)x, (__m512bh)w);
@@ -152,135 +151,164 @@ EFFDL_NMB_TARGET inline bool direct_block(const bf16* x, int64_t ldx, int64_t M,
   return true;
 }
 
-// -------------------------------------------------------------- pairs
+// -------------------------------------------------------------- lanes
 
-// The x pairs of groups [g0, g0 + G) for a strip of S vectors of rows from
-// column i0 of xt: xp[(j * kPairs + p) * 16 * S + lane] holds, for row
-// i0 + lane, x[., 4(g0 + j) + kPairA[p]] in its low half and
-// x[., 4(g0 + j) + kPairB[p]] in its high half. xt holds bf16 values widened
-// to fp32 (exact): a bf16 is the top half of its fp32.
-template <int S>
-EFFDL_NMB_TARGET inline void pack_pairs(const float* xt, int64_t ld, int64_t i0, int64_t g0,
-                                        int64_t G, uint32_t* xp) {
-  const __m512i top = _mm512_set1_epi32(int(0xffff0000u));
-  for (int64_t j = 0; j < G; ++j) {
-    const float* r = xt + 4 * (g0 + j) * ld + i0;
-    uint32_t* dst = xp + j * kPairs * 16 * S;
-    for (int s = 0; s < S; ++s) {
-      __m512i lo[4], hi[4];
-      for (int t = 0; t < 4; ++t) {
-        const __m512i c = _mm512_castps_si512(_mm512_loadu_ps(r + t * ld + 16 * s));
-        lo[t] = _mm512_srli_epi32(c, 16);
-        hi[t] = _mm512_and_si512(c, top);
+// The lanes kernel: 16 output columns per vector. For a group g and a row of
+// x, lane l needs the pair of x[4g .. 4g + 4) that column l's weight keeps: one
+// vpermw of a register holding x[32c .. 32c + 32) (eight groups) with word
+// indices decoded from the 16 columns' meta, then one vdpbf16ps with the
+// 16 columns' weight pairs. Indices and pairs are decoded once per chunk of
+// groups and serve every row of x; an x register serves eight groups.
+constexpr int64_t kLaneGroups = 64;  // groups (256 columns) decoded at once
+
+// The 16 x 16 transpose of 32-bit elements, in four steps that each swap one
+// bit of the row index with the same bit of the lane index.
+struct TransposeIdx {
+  int32_t lo[4][16], hi[4][16];
+  constexpr TransposeIdx() : lo(), hi() {
+    for (int k = 0; k < 4; ++k)
+      for (int c = 0; c < 16; ++c) {
+        const int bit = 1 << k, sel = (c & bit) ? 16 : 0;
+        lo[k][c] = (c & ~bit) + sel;
+        hi[k][c] = (c | bit) + sel;
       }
-      for (int p = 0; p < kPairs; ++p)
-        _mm512_storeu_si512(dst + p * 16 * S + 16 * s, _mm512_or_si512(lo[kPairA[p]], hi[kPairB[p]]));
+  }
+};
+inline constexpr TransposeIdx kTransposeIdx{};
+
+EFFDL_NMB_TARGET inline void transpose16(__m512i (&v)[16]) {
+  for (int k = 0; k < 4; ++k) {
+    const int bit = 1 << k;
+    const __m512i ilo = _mm512_loadu_si512(kTransposeIdx.lo[k]), ihi = _mm512_loadu_si512(kTransposeIdx.hi[k]);
+    for (int r = 0; r < 16; ++r) {
+      if (r & bit) continue;
+      const __m512i a = v[r], b = v[r | bit];
+      v[r] = _mm512_permutex2var_epi32(a, ilo, b);
+      v[r | bit] = _mm512_permutex2var_epi32(a, ihi, b);
     }
   }
 }
 
-// part[r][0, 16 S) (+)= the sums over G groups of R weight rows: w[r][j] is
-// row r's weight pair of group j (w[r][2j], w[r][2j + 1] as one 32-bit word),
-// pat[r][j] the
-// pair index of its pattern. R * S independent accumulators hide the latency.
-template <int S, int R>
-EFFDL_NMB_TARGET inline void pair_rows(const uint32_t* xp, const bf16* const* w,
-                                       const uint8_t* const* pat, int64_t G, float* const* part,
-                                       bool first) {
-  constexpr int64_t kStride = 16 * S;  // one pair's lanes
-  __m512 acc[R][S];
-  for (int r = 0; r < R; ++r)
-    for (int s = 0; s < S; ++s) acc[r][s] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(part[r] + 16 * s);
-  for (int64_t j = 0; j < G; ++j) {
-    const uint32_t* xg = xp + j * kPairs * kStride;
-    for (int r = 0; r < R; ++r) {
-      uint32_t wv;
-      std::memcpy(&wv, w[r] + 2 * j, 4);
-      const __m512i wb = _mm512_set1_epi32(int(wv));
-      const uint32_t* xs = xg + pat[r][j] * kStride;
-      for (int s = 0; s < S; ++s) acc[r][s] = dot(acc[r][s], _mm512_loadu_si512(xs + 16 * s), wb);
+// For each 2-bit keep nibble of a group, its kept positions a | b << 16 (0 for
+// the other nibbles, which validated meta never holds).
+struct PairWords {
+  int32_t w[16];
+  constexpr PairWords() : w() {
+    for (int p = 0; p < kPairs; ++p) w[(1 << kPairA[p]) | (1 << kPairB[p])] = kPairA[p] | (kPairB[p] << 16);
+  }
+};
+inline constexpr PairWords kPairWords{};
+
+// wv[j]: lane l holds the weight pair of column o0 + l at group g0 + j (zero
+// for l >= L); ix[j]: lane l's two word indices into a register of x holding
+// the eight groups from g0 + 8 (j / 8) on. Groups [g0, g0 + gn), g0 % 16 == 0.
+EFFDL_NMB_TARGET inline void lane_decode(const bf16* values, const uint8_t* meta, int64_t kept, int64_t mb,
+                                         int64_t o0, int L, int64_t g0, int64_t gn, __m512i* wv, __m512i* ix) {
+  const __m512i pair_words = _mm512_loadu_si512(kPairWords.w);
+  const __m512i nib_shift = _mm512_set_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
+  for (int64_t q = 0; q < gn; q += 16) {
+    const int cnt = int(std::min<int64_t>(16, gn - q));  // groups of this step
+    const int64_t byte0 = (g0 + q) / 2;
+    const int nbytes = int(std::min<int64_t>(8, mb - byte0));
+    __m512i w[16], p[16];
+    for (int l = 0; l < 16; ++l) {
+      if (l >= L) {
+        w[l] = p[l] = _mm512_setzero_si512();
+        continue;
+      }
+      w[l] = _mm512_maskz_loadu_epi32(__mmask16((1u << cnt) - 1), values + (o0 + l) * kept + 2 * (g0 + q));
+      uint64_t m64 = 0;
+      if (nbytes == 8) std::memcpy(&m64, meta + (o0 + l) * mb + byte0, 8);  // a fixed-size copy: one load
+      else std::memcpy(&m64, meta + (o0 + l) * mb + byte0, size_t(nbytes));
+      // byte t -> lanes 2t, 2t + 1; keep its low / high nibble
+      const __m128i b = _mm_cvtsi64_si128(static_cast<long long>(m64));
+      const __m512i d = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b, b));
+      const __m512i nib = _mm512_and_si512(_mm512_srlv_epi32(d, nib_shift), _mm512_set1_epi32(15));
+      p[l] = _mm512_permutexvar_epi32(nib, pair_words);
+    }
+    transpose16(w);
+    transpose16(p);
+    for (int j = 0; j < cnt; ++j) {
+      wv[q + j] = w[j];
+      ix[q + j] = _mm512_add_epi16(p[j], _mm512_set1_epi16(int16_t(4 * ((q + j) % 8))));
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int s = 0; s < S; ++s) _mm512_storeu_ps(part[r] + 16 * s, acc[r][s]);
 }
 
-// Rows [0, rows) of a block: R at a time, the rest one by one.
-template <int S>
-EFFDL_NMB_TARGET inline void pair_block_rows(const uint32_t* xp, const bf16* w0, int64_t wld,
-                                             const uint8_t* pat0, int64_t pld, int64_t rows,
-                                             int64_t G, float* part0, bool first) {
-  constexpr int R = 12 / S;
-  int64_t r0 = 0;
-  for (; r0 + R <= rows; r0 += R) {
-    const bf16* w[R];
-    const uint8_t* pat[R];
-    float* part[R];
-    for (int r = 0; r < R; ++r) {
-      w[r] = w0 + (r0 + r) * wld;
-      pat[r] = pat0 + (r0 + r) * pld;
-      part[r] = part0 + (r0 + r) * kNmStrip;
+// part[i][0, 16) (+)= the sums over groups [g0, g0 + gn) of MB rows of x.
+template <int MB>
+EFFDL_NMB_TARGET inline void lane_rows(const bf16* x, int64_t ldx, int64_t K, int64_t g0, int64_t gn,
+                                       const __m512i* wv, const __m512i* ix, float* part, bool first) {
+  __m512 acc[MB];
+  for (int i = 0; i < MB; ++i) acc[i] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(part + 16 * i);
+  for (int64_t j8 = 0; j8 < gn; j8 += 8) {
+    const int64_t c0 = 4 * (g0 + j8);
+    __m512i xr[MB];
+    if (K - c0 >= 32) {
+      for (int i = 0; i < MB; ++i) xr[i] = _mm512_loadu_si512(x + i * ldx + c0);
+    } else {  // the row's last columns, zero past K
+      const __mmask32 mask = __mmask32((1u << (K - c0)) - 1);
+      for (int i = 0; i < MB; ++i) xr[i] = _mm512_maskz_loadu_epi16(mask, x + i * ldx + c0);
     }
-    pair_rows<S, R>(xp, w, pat, G, part, first);
+    if (gn - j8 >= 8) {
+      for (int jj = 0; jj < 8; ++jj) {
+        const __m512i w = wv[j8 + jj], id = ix[j8 + jj];
+        for (int i = 0; i < MB; ++i) acc[i] = dot(acc[i], _mm512_permutexvar_epi16(id, xr[i]), w);
+      }
+    } else {
+      for (int64_t jj = 0; jj < gn - j8; ++jj) {
+        const __m512i w = wv[j8 + jj], id = ix[j8 + jj];
+        for (int i = 0; i < MB; ++i) acc[i] = dot(acc[i], _mm512_permutexvar_epi16(id, xr[i]), w);
+      }
+    }
   }
-  for (; r0 < rows; ++r0) {
-    const bf16* w[1] = {w0 + r0 * wld};
-    const uint8_t* pat[1] = {pat0 + r0 * pld};
-    float* part[1] = {part0 + r0 * kNmStrip};
-    pair_rows<S, 1>(xp, w, pat, G, part, first);
+  for (int i = 0; i < MB; ++i) _mm512_storeu_ps(part + 16 * i, acc[i]);
+}
+
+EFFDL_NMB_TARGET inline void lane_rows_n(int rows, const bf16* x, int64_t ldx, int64_t K, int64_t g0, int64_t gn,
+                                         const __m512i* wv, const __m512i* ix, float* part, bool first) {
+  switch (rows) {
+    case 12: return lane_rows<12>(x, ldx, K, g0, gn, wv, ix, part, first);
+    case 11: return lane_rows<11>(x, ldx, K, g0, gn, wv, ix, part, first);
+    case 10: return lane_rows<10>(x, ldx, K, g0, gn, wv, ix, part, first);
+    case 9: return lane_rows<9>(x, ldx, K, g0, gn, wv, ix, part, first);
+    case 8: return lane_rows<8>(x, ldx, K, g0, gn, wv, ix, part, first);
+    case 7: return lane_rows<7>(x, ldx, K, g0, gn, wv, ix, part, first);
+    case 6: return lane_rows<6>(x, ldx, K, g0, gn, wv, ix, part, first);
+    case 5: return lane_rows<5>(x, ldx, K, g0, gn, wv, ix, part, first);
+    case 4: return lane_rows<4>(x, ldx, K, g0, gn, wv, ix, part, first);
+    case 3: return lane_rows<3>(x, ldx, K, g0, gn, wv, ix, part, first);
+    case 2: return lane_rows<2>(x, ldx, K, g0, gn, wv, ix, part, first);
+    default: return lane_rows<1>(x, ldx, K, g0, gn, wv, ix, part, first);
   }
 }
 
-// One strip of S vectors of rows at i0: chunk by chunk of groups, pack the
-// pairs, then every row of the block adds its chunk sums to part.
-template <int S>
-EFFDL_NMB_TARGET inline void pair_strip(const float* xt, int64_t ld, int64_t i0, int64_t groups,
-                                        const bf16* w0, int64_t wld, const uint8_t* pat0,
-                                        int64_t rows, uint32_t* xp, float* part) {
-  const int64_t G = std::max<int64_t>(1, kPackBytes / (kPairs * 64 * S));
-  for (int64_t g0 = 0; g0 < groups; g0 += G) {
-    const int64_t gn = std::min(G, groups - g0);
-    pack_pairs<S>(xt, ld, i0, g0, gn, xp);
-    pair_block_rows<S>(xp, w0 + 2 * g0, wld, pat0 + g0, groups, rows, gn, part, g0 == 0);
-  }
-}
-
-// nm_linear_block's contract for 2:4 from the packed xt (nm_linear.h layout).
-EFFDL_NMB_TARGET inline bool pair_block(const float* xt, int64_t M, int64_t K, const bf16* values,
+// nm_linear_block's contract for 2:4, x read directly (any M).
+EFFDL_NMB_TARGET inline bool lane_block(const bf16* x, int64_t ldx, int64_t M, int64_t K, const bf16* values,
                                         const uint8_t* meta, const bf16* bias, bf16* y, int64_t ldy,
                                         int64_t o_begin, int64_t o_end) {
   const int64_t groups = K / 4, kept = K / 2, mb = nm_meta_bytes(K);
-  const int64_t Mp = nm_padded_rows(M), ld = nm_xt_stride(M);
-  // a block's weight values (K bytes a row) and patterns (K / 4) stay in L2
-  // while every strip of x passes over them
-  const int64_t nb = std::clamp<int64_t>(kBlockBytes / std::max<int64_t>(K + groups, 1), 12, 256);
-  std::vector<uint8_t> pat(size_t(nb * groups + 1));
-  std::vector<float> part(size_t(nb * kNmStrip));
-  std::vector<uint32_t> xp(size_t(kPackBytes / 4 + kPairs * 16 * 4));
-  for (int64_t ob = o_begin; ob < o_end; ob += nb) {
-    const int64_t oe = std::min(o_end, ob + nb);
-    for (int64_t o = ob; o < oe; ++o) {
-      const uint8_t* mrow = meta + o * mb;
-      if (!nm_meta_row_valid(mrow, K, 2, 4)) return false;
-      uint8_t* pr = pat.data() + (o - ob) * groups;
-      for (int64_t g = 0; g < groups; ++g) pr[g] = uint8_t(kNibblePair[(mrow[g / 2] >> (4 * (g & 1))) & 15]);
-    }
-    const bf16* w0 = values + ob * kept;
-    for (int64_t i0 = 0; i0 < Mp; i0 += kNmStrip) {
-      const int64_t wdt = std::min(kNmStrip, Mp - i0);
-      switch (wdt / 16) {
-        case 1: pair_strip<1>(xt, ld, i0, groups, w0, kept, pat.data(), oe - ob, xp.data(), part.data()); break;
-        case 2: pair_strip<2>(xt, ld, i0, groups, w0, kept, pat.data(), oe - ob, xp.data(), part.data()); break;
-        case 3: pair_strip<3>(xt, ld, i0, groups, w0, kept, pat.data(), oe - ob, xp.data(), part.data()); break;
-        default: pair_strip<4>(xt, ld, i0, groups, w0, kept, pat.data(), oe - ob, xp.data(), part.data()); break;
-      }
-      const int64_t rows = std::min(wdt, M - i0);
-      for (int64_t o = ob; o < oe; ++o) {
-        const float* p = part.data() + (o - ob) * kNmStrip;
-        const float b = bias ? load(bias[o]) : 0.f;
-        for (int64_t t = 0; t < rows; ++t) y[(i0 + t) * ldy + o] = store<bf16>(p[t] + b);
+  for (int64_t o = o_begin; o < o_end; ++o)
+    if (!nm_meta_row_valid(meta + o * mb, K, 2, 4)) return false;
+  __m512i wv[kLaneGroups], ix[kLaneGroups];
+  std::vector<float> part(size_t(M * 16));
+  for (int64_t o0 = o_begin; o0 < o_end; o0 += 16) {
+    const int L = int(std::min<int64_t>(16, o_end - o0));
+    for (int64_t g0 = 0; g0 < groups; g0 += kLaneGroups) {
+      const int64_t gn = std::min(kLaneGroups, groups - g0);
+      lane_decode(values, meta, kept, mb, o0, L, g0, gn, wv, ix);
+      // rows in near-equal blocks of at most 12: each block's accumulators are
+      // its independent dot chains (a block of 4 would wait on their latency)
+      const int64_t nblk = (M + 11) / 12;
+      for (int64_t b = 0, i = 0; b < nblk; ++b) {
+        const int64_t rows = (M - i) / (nblk - b);
+        lane_rows_n(int(rows), x + i * ldx, ldx, K, g0, gn, wv, ix, part.data() + 16 * i, g0 == 0);
+        i += rows;
       }
     }
+    for (int64_t i = 0; i < M; ++i)
+      for (int l = 0; l < L; ++l)
+        y[i * ldy + o0 + l] = store<bf16>(part[size_t(i * 16 + l)] + (bias ? load(bias[o0 + l]) : 0.f));
   }
   return true;
 }
@@ -294,9 +322,9 @@ EFFDL_NMB_TARGET inline bool nm_linear_block_bf16(const bf16* x, int64_t ldx, co
   if (n != 2 || m != 4 || K == 0)
     return nm_avx512::nm_linear_block_simd<bf16>(x, ldx, xt, M, K, values, meta, n, m, bias, y, ldy,
                                                  o_begin, o_end);
-  if (xt == nullptr || M <= kDirectMaxRows)
-    return direct_block(x, ldx, M, K, values, meta, bias, y, ldy, o_begin, o_end);
-  return pair_block(xt, M, K, values, meta, bias, y, ldy, o_begin, o_end);
+  // both read x directly: the packed xt of the other levels goes unused
+  if (M <= kDirectMaxRows) return direct_block(x, ldx, M, K, values, meta, bias, y, ldy, o_begin, o_end);
+  return lane_block(x, ldx, M, K, values, meta, bias, y, ldy, o_begin, o_end);
 }
 
 #undef EFFDL_NMB_TARGET
