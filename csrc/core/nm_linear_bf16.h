@@ -50,8 +50,8 @@ namespace nm_bf16dot {
 
 // Up to this many rows of x the direct kernel runs, the lanes kernel above
 // (measured crossover: the lanes kernel's decode of each chunk of weights
-// pays off from about two dozen rows).
-constexpr int64_t kDirectMaxRows = 24;
+// pays off from about a dozen rows).
+constexpr int64_t kDirectMaxRows = 12;
 constexpr int kTileRows = 4;           // weight rows of a direct tile (x rows: up to 4 more)
 constexpr int kPrefetchBytes = 1024;   // how far ahead of a weight row's reads to prefetch
 
@@ -161,32 +161,39 @@ EFFDL_NMB_TARGET inline bool direct_block(const bf16* x, int64_t ldx, int64_t M,
 // groups and serve every row of x; an x register serves eight groups.
 constexpr int64_t kLaneGroups = 64;  // groups (256 columns) decoded at once
 
-// The 16 x 16 transpose of 32-bit elements, in four steps that each swap one
-// bit of the row index with the same bit of the lane index.
-struct TransposeIdx {
-  int32_t lo[4][16], hi[4][16];
-  constexpr TransposeIdx() : lo(), hi() {
-    for (int k = 0; k < 4; ++k)
-      for (int c = 0; c < 16; ++c) {
-        const int bit = 1 << k, sel = (c & bit) ? 16 : 0;
-        lo[k][c] = (c & ~bit) + sel;
-        hi[k][c] = (c | bit) + sel;
-      }
-  }
-};
-inline constexpr TransposeIdx kTransposeIdx{};
+// bf16_from_float (dtype.h) of 16 lanes, the bits in the low half of each:
+// round to nearest even, NaN kept quiet.
+EFFDL_NMB_TARGET inline __m512i to_bf16_bits(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  return _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+}
 
+// The 16 x 16 transpose of 32-bit elements: 4 x 4 blocks within the 128-bit
+// lanes (unpacks), then the 4 x 4 transpose of the lanes (shuffles).
 EFFDL_NMB_TARGET inline void transpose16(__m512i (&v)[16]) {
-  for (int k = 0; k < 4; ++k) {
-    const int bit = 1 << k;
-    const __m512i ilo = _mm512_loadu_si512(kTransposeIdx.lo[k]), ihi = _mm512_loadu_si512(kTransposeIdx.hi[k]);
-    for (int r = 0; r < 16; ++r) {
-      if (r & bit) continue;
-      const __m512i a = v[r], b = v[r | bit];
-      v[r] = _mm512_permutex2var_epi32(a, ilo, b);
-      v[r | bit] = _mm512_permutex2var_epi32(a, ihi, b);
-    }
+  __m512i t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
   }
+  for (int i = 0; i < 4; ++i) {  // lane k of v[4i + c]: column 4k + c of rows 4i .. 4i + 3
+    v[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    v[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    v[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    v[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512i s0 = _mm512_shuffle_i32x4(v[c], v[4 + c], 0x44), s1 = _mm512_shuffle_i32x4(v[c], v[4 + c], 0xee);
+    const __m512i s2 = _mm512_shuffle_i32x4(v[8 + c], v[12 + c], 0x44), s3 = _mm512_shuffle_i32x4(v[8 + c], v[12 + c], 0xee);
+    t[c] = _mm512_shuffle_i32x4(s0, s2, 0x88);
+    t[4 + c] = _mm512_shuffle_i32x4(s0, s2, 0xdd);
+    t[8 + c] = _mm512_shuffle_i32x4(s1, s3, 0x88);
+    t[12 + c] = _mm512_shuffle_i32x4(s1, s3, 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) v[i] = t[i];
 }
 
 // For each 2-bit keep nibble of a group, its kept positions a | b << 16 (0 for
@@ -202,35 +209,37 @@ inline constexpr PairWords kPairWords{};
 // wv[j]: lane l holds the weight pair of column o0 + l at group g0 + j (zero
 // for l >= L); ix[j]: lane l's two word indices into a register of x holding
 // the eight groups from g0 + 8 (j / 8) on. Groups [g0, g0 + gn), g0 % 16 == 0.
+// The pairs: 16 rows' next 16 pairs transposed; the indices: from each row's
+// 32 meta bits of eight groups, gathered across the rows.
 EFFDL_NMB_TARGET inline void lane_decode(const bf16* values, const uint8_t* meta, int64_t kept, int64_t mb,
                                          int64_t o0, int L, int64_t g0, int64_t gn, __m512i* wv, __m512i* ix) {
   const __m512i pair_words = _mm512_loadu_si512(kPairWords.w);
-  const __m512i nib_shift = _mm512_set_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
+  const __mmask16 live = __mmask16((1u << L) - 1);
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i moff = _mm512_mullo_epi32(lane, _mm512_set1_epi32(int32_t(mb)));
+  const uint8_t* mbase = meta + o0 * mb;
   for (int64_t q = 0; q < gn; q += 16) {
     const int cnt = int(std::min<int64_t>(16, gn - q));  // groups of this step
-    const int64_t byte0 = (g0 + q) / 2;
-    const int nbytes = int(std::min<int64_t>(8, mb - byte0));
-    __m512i w[16], p[16];
-    for (int l = 0; l < 16; ++l) {
-      if (l >= L) {
-        w[l] = p[l] = _mm512_setzero_si512();
-        continue;
-      }
-      w[l] = _mm512_maskz_loadu_epi32(__mmask16((1u << cnt) - 1), values + (o0 + l) * kept + 2 * (g0 + q));
-      uint64_t m64 = 0;
-      if (nbytes == 8) std::memcpy(&m64, meta + (o0 + l) * mb + byte0, 8);  // a fixed-size copy: one load
-      else std::memcpy(&m64, meta + (o0 + l) * mb + byte0, size_t(nbytes));
-      // byte t -> lanes 2t, 2t + 1; keep its low / high nibble
-      const __m128i b = _mm_cvtsi64_si128(static_cast<long long>(m64));
-      const __m512i d = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b, b));
-      const __m512i nib = _mm512_and_si512(_mm512_srlv_epi32(d, nib_shift), _mm512_set1_epi32(15));
-      p[l] = _mm512_permutexvar_epi32(nib, pair_words);
-    }
+    __m512i w[16];
+    for (int l = 0; l < 16; ++l)
+      w[l] = l < L ? _mm512_maskz_loadu_epi32(__mmask16((1u << cnt) - 1), values + (o0 + l) * kept + 2 * (g0 + q))
+                   : _mm512_setzero_si512();
     transpose16(w);
-    transpose16(p);
-    for (int j = 0; j < cnt; ++j) {
-      wv[q + j] = w[j];
-      ix[q + j] = _mm512_add_epi16(p[j], _mm512_set1_epi16(int16_t(4 * ((q + j) % 8))));
+    for (int j = 0; j < cnt; ++j) wv[q + j] = w[j];
+    for (int j8 = 0; j8 < cnt; j8 += 8) {
+      const int64_t byte0 = (g0 + q + j8) / 2;
+      __m512i md;
+      if (byte0 + 4 <= mb) {
+        md = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, moff, mbase + byte0, 1);
+      } else {  // the row's last bytes: no reading past them
+        alignas(64) uint32_t words[16] = {};
+        for (int l = 0; l < L; ++l) std::memcpy(&words[l], mbase + l * mb + byte0, size_t(mb - byte0));
+        md = _mm512_load_si512(words);
+      }
+      for (int jj = 0; jj < std::min(8, cnt - j8); ++jj) {
+        const __m512i nib = _mm512_and_si512(_mm512_srl_epi32(md, _mm_cvtsi32_si128(4 * jj)), _mm512_set1_epi32(15));
+        ix[q + j8 + jj] = _mm512_add_epi16(_mm512_permutexvar_epi32(nib, pair_words), _mm512_set1_epi16(int16_t(4 * jj)));
+      }
     }
   }
 }
@@ -306,9 +315,12 @@ EFFDL_NMB_TARGET inline bool lane_block(const bf16* x, int64_t ldx, int64_t M, i
         i += rows;
       }
     }
+    const __mmask16 live = __mmask16((1u << L) - 1);
+    const __m512 b = bias ? _mm512_castsi512_ps(_mm512_slli_epi32(
+                                _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(live, bias + o0)), 16))
+                          : _mm512_setzero_ps();
     for (int64_t i = 0; i < M; ++i)
-      for (int l = 0; l < L; ++l)
-        y[i * ldy + o0 + l] = store<bf16>(part[size_t(i * 16 + l)] + (bias ? load(bias[o0 + l]) : 0.f));
+      _mm512_mask_cvtepi32_storeu_epi16(y + i * ldy + o0, live, to_bf16_bits(_mm512_add_ps(_mm512_loadu_ps(part.data() + 16 * i), b)));
   }
   return true;
 }

@@ -4,7 +4,7 @@
 // output columns split into uneven chunks, strided x and y rows, outputs
 // poisoned first. Skips, saying so, on a CPU without the level or a build
 // without the x86 levels.
-//   M on both sides of the direct / lanes switch and around the lanes
+//   M on both sides of the direct / lanes switch (12 rows) and around the lanes
 //   kernel's row blocks; K with partial 32-column vectors, partial meta bytes
 //   and partial chunks of decoded groups; N around the 16-column vector
 //   every one of the six kept pairs, rows of a single pair, groups of zeros
@@ -133,7 +133,7 @@ int main() {
     return effdl_test::finish("test_nm_linear_bf16");
   }
   std::mt19937 rng(7);
-  const int64_t Ms[] = {1, 2, 3, 4, 5, 8, 13, 16, 23, 24, 25, 31, 40, 130};
+  const int64_t Ms[] = {1, 2, 3, 4, 5, 8, 12, 13, 16, 23, 24, 25, 31, 40, 130};
   const int64_t Ks[] = {4, 8, 28, 32, 36, 100, 256, 260, 1028};
   const int64_t Ns[] = {1, 5, 16, 17, 37};
   for (int64_t M : Ms)
