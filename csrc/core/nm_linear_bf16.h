@@ -244,12 +244,23 @@ EFFDL_NMB_TARGET inline void lane_decode(const bf16* values, const uint8_t* meta
   }
 }
 
-// part[i][0, 16) (+)= the sums over groups [g0, g0 + gn) of MB rows of x.
+// For two vectors of 16 columns v (their pairs at wv + v * kLaneGroups, indices
+// likewise): part[v][i][0, 16) (+)= the sums over groups [g0, g0 + gn) of MB
+// rows of x (part[v] at part + v * ldp). Each x register serves both vectors.
 template <int MB>
 EFFDL_NMB_TARGET inline void lane_rows(const bf16* x, int64_t ldx, int64_t K, int64_t g0, int64_t gn,
-                                       const __m512i* wv, const __m512i* ix, float* part, bool first) {
-  __m512 acc[MB];
-  for (int i = 0; i < MB; ++i) acc[i] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(part + 16 * i);
+                                       const __m512i* wv, const __m512i* ix, float* part, int64_t ldp,
+                                       bool first) {
+  __m512 acc[2][MB];
+  for (int v = 0; v < 2; ++v)
+    for (int i = 0; i < MB; ++i)
+      acc[v][i] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(part + v * ldp + 16 * i);
+  auto step = [&](const __m512i(&xr)[MB], int64_t j) EFFDL_NMB_TARGET {
+    for (int v = 0; v < 2; ++v) {
+      const __m512i w = wv[v * kLaneGroups + j], id = ix[v * kLaneGroups + j];
+      for (int i = 0; i < MB; ++i) acc[v][i] = dot(acc[v][i], _mm512_permutexvar_epi16(id, xr[i]), w);
+    }
+  };
   for (int64_t j8 = 0; j8 < gn; j8 += 8) {
     const int64_t c0 = 4 * (g0 + j8);
     __m512i xr[MB];
@@ -260,70 +271,72 @@ EFFDL_NMB_TARGET inline void lane_rows(const bf16* x, int64_t ldx, int64_t K, in
       for (int i = 0; i < MB; ++i) xr[i] = _mm512_maskz_loadu_epi16(mask, x + i * ldx + c0);
     }
     if (gn - j8 >= 8) {
-      for (int jj = 0; jj < 8; ++jj) {
-        const __m512i w = wv[j8 + jj], id = ix[j8 + jj];
-        for (int i = 0; i < MB; ++i) acc[i] = dot(acc[i], _mm512_permutexvar_epi16(id, xr[i]), w);
-      }
+      for (int jj = 0; jj < 8; ++jj) step(xr, j8 + jj);
     } else {
-      for (int64_t jj = 0; jj < gn - j8; ++jj) {
-        const __m512i w = wv[j8 + jj], id = ix[j8 + jj];
-        for (int i = 0; i < MB; ++i) acc[i] = dot(acc[i], _mm512_permutexvar_epi16(id, xr[i]), w);
-      }
+      for (int64_t jj = 0; jj < gn - j8; ++jj) step(xr, j8 + jj);
     }
   }
-  for (int i = 0; i < MB; ++i) _mm512_storeu_ps(part + 16 * i, acc[i]);
+  for (int v = 0; v < 2; ++v)
+    for (int i = 0; i < MB; ++i) _mm512_storeu_ps(part + v * ldp + 16 * i, acc[v][i]);
 }
 
 EFFDL_NMB_TARGET inline void lane_rows_n(int rows, const bf16* x, int64_t ldx, int64_t K, int64_t g0, int64_t gn,
-                                         const __m512i* wv, const __m512i* ix, float* part, bool first) {
+                                         const __m512i* wv, const __m512i* ix, float* part, int64_t ldp,
+                                         bool first) {
   switch (rows) {
-    case 12: return lane_rows<12>(x, ldx, K, g0, gn, wv, ix, part, first);
-    case 11: return lane_rows<11>(x, ldx, K, g0, gn, wv, ix, part, first);
-    case 10: return lane_rows<10>(x, ldx, K, g0, gn, wv, ix, part, first);
-    case 9: return lane_rows<9>(x, ldx, K, g0, gn, wv, ix, part, first);
-    case 8: return lane_rows<8>(x, ldx, K, g0, gn, wv, ix, part, first);
-    case 7: return lane_rows<7>(x, ldx, K, g0, gn, wv, ix, part, first);
-    case 6: return lane_rows<6>(x, ldx, K, g0, gn, wv, ix, part, first);
-    case 5: return lane_rows<5>(x, ldx, K, g0, gn, wv, ix, part, first);
-    case 4: return lane_rows<4>(x, ldx, K, g0, gn, wv, ix, part, first);
-    case 3: return lane_rows<3>(x, ldx, K, g0, gn, wv, ix, part, first);
-    case 2: return lane_rows<2>(x, ldx, K, g0, gn, wv, ix, part, first);
-    default: return lane_rows<1>(x, ldx, K, g0, gn, wv, ix, part, first);
+    case 8: return lane_rows<8>(x, ldx, K, g0, gn, wv, ix, part, ldp, first);
+    case 7: return lane_rows<7>(x, ldx, K, g0, gn, wv, ix, part, ldp, first);
+    case 6: return lane_rows<6>(x, ldx, K, g0, gn, wv, ix, part, ldp, first);
+    case 5: return lane_rows<5>(x, ldx, K, g0, gn, wv, ix, part, ldp, first);
+    case 4: return lane_rows<4>(x, ldx, K, g0, gn, wv, ix, part, ldp, first);
+    case 3: return lane_rows<3>(x, ldx, K, g0, gn, wv, ix, part, ldp, first);
+    case 2: return lane_rows<2>(x, ldx, K, g0, gn, wv, ix, part, ldp, first);
+    default: return lane_rows<1>(x, ldx, K, g0, gn, wv, ix, part, ldp, first);
   }
 }
 
-// nm_linear_block's contract for 2:4, x read directly (any M).
+// nm_linear_block's contract for 2:4, x read directly (any M). Columns go 32 at
+// a time (two vectors; the second may be short or empty).
 EFFDL_NMB_TARGET inline bool lane_block(const bf16* x, int64_t ldx, int64_t M, int64_t K, const bf16* values,
                                         const uint8_t* meta, const bf16* bias, bf16* y, int64_t ldy,
                                         int64_t o_begin, int64_t o_end) {
   const int64_t groups = K / 4, kept = K / 2, mb = nm_meta_bytes(K);
   for (int64_t o = o_begin; o < o_end; ++o)
     if (!nm_meta_row_valid(meta + o * mb, K, 2, 4)) return false;
-  __m512i wv[kLaneGroups], ix[kLaneGroups];
-  std::vector<float> part(size_t(M * 16));
-  for (int64_t o0 = o_begin; o0 < o_end; o0 += 16) {
-    const int L = int(std::min<int64_t>(16, o_end - o0));
+  __m512i wv[2 * kLaneGroups], ix[2 * kLaneGroups];
+  std::vector<float> part(size_t(2 * M * 16));
+  const int64_t ldp = M * 16;
+  for (int64_t o0 = o_begin; o0 < o_end; o0 += 32) {
+    const int L[2] = {int(std::min<int64_t>(16, o_end - o0)), int(std::clamp<int64_t>(o_end - o0 - 16, 0, 16))};
     for (int64_t g0 = 0; g0 < groups; g0 += kLaneGroups) {
       const int64_t gn = std::min(kLaneGroups, groups - g0);
-      lane_decode(values, meta, kept, mb, o0, L, g0, gn, wv, ix);
-      // rows in near-equal blocks of at most 12: each block's accumulators are
-      // its independent dot chains (a block of 4 would wait on their latency)
-      const int64_t nblk = (M + 11) / 12;
+      for (int v = 0; v < 2; ++v)
+        lane_decode(values, meta, kept, mb, o0 + 16 * v, L[v], g0, gn, wv + v * kLaneGroups, ix + v * kLaneGroups);
+      // rows in near-equal blocks of at most 8: each block's accumulators are
+      // its independent dot chains (a block of 2 would wait on their latency)
+      const int64_t nblk = (M + 7) / 8;
       for (int64_t b = 0, i = 0; b < nblk; ++b) {
         const int64_t rows = (M - i) / (nblk - b);
-        lane_rows_n(int(rows), x + i * ldx, ldx, K, g0, gn, wv, ix, part.data() + 16 * i, g0 == 0);
+        lane_rows_n(int(rows), x + i * ldx, ldx, K, g0, gn, wv, ix, part.data() + 16 * i, ldp, g0 == 0);
         i += rows;
       }
     }
-    const __mmask16 live = __mmask16((1u << L) - 1);
-    const __m512 b = bias ? _mm512_castsi512_ps(_mm512_slli_epi32(
-                                _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(live, bias + o0)), 16))
-                          : _mm512_setzero_ps();
-    for (int64_t i = 0; i < M; ++i)
-      _mm512_mask_cvtepi32_storeu_epi16(y + i * ldy + o0, live, to_bf16_bits(_mm512_add_ps(_mm512_loadu_ps(part.data() + 16 * i), b)));
+    for (int v = 0; v < 2 && L[v] > 0; ++v) {
+      const __mmask16 live = __mmask16((1u << L[v]) - 1);
+      const int64_t ov = o0 + 16 * v;
+      const __m512 b = bias ? _mm512_castsi512_ps(_mm512_slli_epi32(
+                                  _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(live, bias + ov)), 16))
+                            : _mm512_setzero_ps();
+      for (int64_t i = 0; i < M; ++i)
+        _mm512_mask_cvtepi32_storeu_epi16(y + i * ldy + ov, live,
+                                          to_bf16_bits(_mm512_add_ps(_mm512_loadu_ps(part.data() + v * ldp + 16 * i), b)));
+    }
   }
   return true;
 }
+
+// Both 2:4 kernels read x directly: no packed xt for them.
+inline bool reads_xt(int64_t M, int n, int m) { return !(n == 2 && m == 4) && nm_reads_xt(M, n, m); }
 
 // nm_linear_block (nm_linear.h) for bf16: the kernels above for 2:4, the
 // AVX-512 kernel of nm_linear_simd.h for every other pattern.
@@ -334,7 +347,6 @@ EFFDL_NMB_TARGET inline bool nm_linear_block_bf16(const bf16* x, int64_t ldx, co
   if (n != 2 || m != 4 || K == 0)
     return nm_avx512::nm_linear_block_simd<bf16>(x, ldx, xt, M, K, values, meta, n, m, bias, y, ldy,
                                                  o_begin, o_end);
-  // both read x directly: the packed xt of the other levels goes unused
   if (M <= kDirectMaxRows) return direct_block(x, ldx, M, K, values, meta, bias, y, ldy, o_begin, o_end);
   return lane_block(x, ldx, M, K, values, meta, bias, y, ldy, o_begin, o_end);
 }
@@ -364,5 +376,18 @@ constexpr auto nm_linear_pick() {
 }
 template <Isa L, typename T>
 constexpr auto nm_linear_kernel = nm_linear_pick<L, T>();
+
+// Whether the level's nm_linear core reads the packed xt (KernelTable::nm_reads_xt).
+template <Isa L, typename T>
+constexpr auto nm_reads_xt_pick() {
+#if EFFDL_X86_LEVELS
+  if constexpr (std::is_same_v<T, bf16> && L >= Isa::kAvx512Bf16) return &nm_bf16dot::reads_xt;
+  else return &nm_reads_xt;
+#else
+  return &nm_reads_xt;
+#endif
+}
+template <Isa L, typename T>
+constexpr auto nm_reads_xt_kernel = nm_reads_xt_pick<L, T>();
 
 }  // namespace effdl::core

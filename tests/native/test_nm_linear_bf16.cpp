@@ -132,6 +132,8 @@ int main() {
                                            : "this CPU does not run the avx512_bf16 level");
     return effdl_test::finish("test_nm_linear_bf16");
   }
+  // both 2:4 kernels read x directly: the glue packs no xt for them
+  CHECK(!t->floats<bf16>().nm_reads_xt(130, 2, 4) && t->floats<bf16>().nm_reads_xt(130, 1, 4));
   std::mt19937 rng(7);
   const int64_t Ms[] = {1, 2, 3, 4, 5, 8, 12, 13, 16, 23, 24, 25, 31, 40, 130};
   const int64_t Ks[] = {4, 8, 28, 32, 36, 100, 256, 260, 1028};
