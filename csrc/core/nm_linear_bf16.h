@@ -52,8 +52,7 @@ namespace nm_bf16dot {
 // (measured crossover: the lanes kernel's decode of each chunk of weights
 // pays off from about a dozen rows).
 constexpr int64_t kDirectMaxRows = 12;
-constexpr int kTileRows = 4;           // weight rows of a direct tile (x rows: up to 4 more)
-constexpr int kPrefetchBytes = 1024;   // how far ahead of a weight row's reads to prefetch
+constexpr int kPrefetchBytes = 4096;   // how far ahead of a weight row's reads to prefetch
 
 // The six kept pairs (a, b) of a group of four.
 constexpr int kPairs = 6;
@@ -73,34 +72,34 @@ EFFDL_NMB_TARGET inline __m512i expand32(const bf16* v, uint32_t bits) {
   return _mm512_maskz_expand_epi16(__mmask32(bits), _mm512_zextsi256_si512(kept));
 }
 
-// out[i][r] = sum_k x[i][k] * W[r][k] for MR rows of x and kTileRows 2:4
-// weight rows (kept values v[r], meta rows meta[r], both valid).
-template <int MR>
+// out[i][r] = sum_k x[i][k] * W[r][k] for MR rows of x and TR 2:4 weight rows
+// (kept values v[r], meta rows meta[r], both valid).
+template <int MR, int TR>
 EFFDL_NMB_TARGET inline void direct_tile(const bf16* const* x, const bf16* const* v,
                                          const uint8_t* const* meta, int64_t K, float* out) {
-  __m512 acc[MR][kTileRows];
+  __m512 acc[MR][TR];
   for (int i = 0; i < MR; ++i)
-    for (int r = 0; r < kTileRows; ++r) acc[i][r] = _mm512_setzero_ps();
+    for (int r = 0; r < TR; ++r) acc[i][r] = _mm512_setzero_ps();
   int64_t k = 0;
   for (; k + 32 <= K; k += 32) {
-    __m512i w[kTileRows];
-    for (int r = 0; r < kTileRows; ++r) {
+    __m512i w[TR];
+    for (int r = 0; r < TR; ++r) {
       uint32_t bits;
       std::memcpy(&bits, meta[r] + k / 8, 4);
       const bf16* p = v[r] + k / 2;
-      // four weight streams at once outrun the hardware prefetcher: help it
+      // several weight streams at once outrun the hardware prefetcher: help it
       _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
       w[r] = expand32(p, bits);
     }
     for (int i = 0; i < MR; ++i) {
       const __m512i xv = _mm512_loadu_si512(x[i] + k);
-      for (int r = 0; r < kTileRows; ++r) acc[i][r] = dot(acc[i][r], xv, w[r]);
+      for (int r = 0; r < TR; ++r) acc[i][r] = dot(acc[i][r], xv, w[r]);
     }
   }
   if (k < K) {  // K % 4 == 0: rem / 2 kept values, rem / 8 meta bytes and maybe a nibble
     const int rem = int(K - k);
-    __m512i w[kTileRows];
-    for (int r = 0; r < kTileRows; ++r) {
+    __m512i w[TR];
+    for (int r = 0; r < TR; ++r) {
       uint32_t bits = 0;  // zero past K (validated)
       for (int t = 0; t < (rem + 7) / 8; ++t) bits |= uint32_t(meta[r][k / 8 + t]) << (8 * t);
       const __m256i kept = _mm256_maskz_loadu_epi16(__mmask16((1u << (rem / 2)) - 1), v[r] + k / 2);
@@ -108,23 +107,25 @@ EFFDL_NMB_TARGET inline void direct_tile(const bf16* const* x, const bf16* const
     }
     for (int i = 0; i < MR; ++i) {
       const __m512i xv = _mm512_maskz_loadu_epi16(__mmask32((1u << rem) - 1), x[i] + k);
-      for (int r = 0; r < kTileRows; ++r) acc[i][r] = dot(acc[i][r], xv, w[r]);
+      for (int r = 0; r < TR; ++r) acc[i][r] = dot(acc[i][r], xv, w[r]);
     }
   }
   for (int i = 0; i < MR; ++i)
-    for (int r = 0; r < kTileRows; ++r) out[i * kTileRows + r] = nm_avx512::vsum(acc[i][r]);
+    for (int r = 0; r < TR; ++r) out[i * TR + r] = nm_avx512::vsum(acc[i][r]);
 }
 
-// nm_linear_block's contract for 2:4, x read directly (any M; meant for small M).
-EFFDL_NMB_TARGET inline bool direct_block(const bf16* x, int64_t ldx, int64_t M, int64_t K,
-                                          const bf16* values, const uint8_t* meta, const bf16* bias,
-                                          bf16* y, int64_t ldy, int64_t o_begin, int64_t o_end) {
+// nm_linear_block's contract for 2:4, x read directly (any M; meant for small
+// M), TR weight rows a tile.
+template <int TR>
+EFFDL_NMB_TARGET inline bool direct_rows(const bf16* x, int64_t ldx, int64_t M, int64_t K,
+                                         const bf16* values, const uint8_t* meta, const bf16* bias,
+                                         bf16* y, int64_t ldy, int64_t o_begin, int64_t o_end) {
   const int64_t kept = K / 2, mb = nm_meta_bytes(K);
-  for (int64_t o0 = o_begin; o0 < o_end; o0 += kTileRows) {
-    const int rows = int(std::min<int64_t>(kTileRows, o_end - o0));
-    const bf16* v[kTileRows];
-    const uint8_t* mr[kTileRows];
-    for (int r = 0; r < kTileRows; ++r) {
+  for (int64_t o0 = o_begin; o0 < o_end; o0 += TR) {
+    const int rows = int(std::min<int64_t>(TR, o_end - o0));
+    const bf16* v[TR];
+    const uint8_t* mr[TR];
+    for (int r = 0; r < TR; ++r) {
       const int64_t o = o0 + std::min(r, rows - 1);  // a short tile repeats its last row
       mr[r] = meta + o * mb;
       v[r] = values + o * kept;
@@ -134,21 +135,35 @@ EFFDL_NMB_TARGET inline bool direct_block(const bf16* x, int64_t ldx, int64_t M,
       const int mr_rows = int(std::min<int64_t>(4, M - i0));
       const bf16* xi[4];
       for (int i = 0; i < 4; ++i) xi[i] = x + (i0 + std::min(i, mr_rows - 1)) * ldx;
-      float out[4 * kTileRows];
-      switch (mr_rows) {
-        case 4: direct_tile<4>(xi, v, mr, K, out); break;
-        case 3: direct_tile<3>(xi, v, mr, K, out); break;
-        case 2: direct_tile<2>(xi, v, mr, K, out); break;
-        default: direct_tile<1>(xi, v, mr, K, out); break;
+      float out[4 * TR];
+      if constexpr (TR > 4) {  // wide tiles only for M <= 2 (direct_block)
+        if (mr_rows == 2) direct_tile<2, TR>(xi, v, mr, K, out);
+        else direct_tile<1, TR>(xi, v, mr, K, out);
+      } else {
+        switch (mr_rows) {
+          case 4: direct_tile<4, TR>(xi, v, mr, K, out); break;
+          case 3: direct_tile<3, TR>(xi, v, mr, K, out); break;
+          case 2: direct_tile<2, TR>(xi, v, mr, K, out); break;
+          default: direct_tile<1, TR>(xi, v, mr, K, out); break;
+        }
       }
       for (int i = 0; i < mr_rows; ++i)
         for (int r = 0; r < rows; ++r) {
           const float b = bias ? load(bias[o0 + r]) : 0.f;
-          y[(i0 + i) * ldy + o0 + r] = store<bf16>(out[i * kTileRows + r] + b);
+          y[(i0 + i) * ldy + o0 + r] = store<bf16>(out[i * TR + r] + b);
         }
     }
   }
   return true;
+}
+
+// Up to two rows of x, eight weight rows a tile (more loads in flight; the
+// bandwidth-bound regime), else four (16 accumulators for four x rows).
+EFFDL_NMB_TARGET inline bool direct_block(const bf16* x, int64_t ldx, int64_t M, int64_t K,
+                                          const bf16* values, const uint8_t* meta, const bf16* bias,
+                                          bf16* y, int64_t ldy, int64_t o_begin, int64_t o_end) {
+  if (M <= 2) return direct_rows<8>(x, ldx, M, K, values, meta, bias, y, ldy, o_begin, o_end);
+  return direct_rows<4>(x, ldx, M, K, values, meta, bias, y, ldy, o_begin, o_end);
 }
 
 // -------------------------------------------------------------- lanes
