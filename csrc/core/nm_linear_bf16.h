@@ -68,8 +68,10 @@ EFFDL_NMB_TARGET inline __m512 dot(__m512 acc, __m512i x, __m512i w) {
 // The dense bf16 weights of 32 columns whose keep-mask is `bits` (16 set), from
 // their 16 kept values at v.
 EFFDL_NMB_TARGET inline __m512i expand32(const bf16* v, uint32_t bits) {
-  const __m256i kept = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v));
-  return _mm512_maskz_expand_epi16(__mmask32(bits), _mm512_zextsi256_si512(kept));
+  // a masked load: the upper half zero without a zero-extension (which trips
+  // GCC 12's -Wmaybe-uninitialized), and nothing read past the 16 values
+  const __m512i kept = _mm512_maskz_loadu_epi16(__mmask32(0xffff), v);
+  return _mm512_maskz_expand_epi16(__mmask32(bits), kept);
 }
 
 // out[i][r] = sum_k x[i][k] * W[r][k] for MR rows of x and TR 2:4 weight rows
@@ -102,8 +104,8 @@ EFFDL_NMB_TARGET inline void direct_tile(const bf16* const* x, const bf16* const
     for (int r = 0; r < TR; ++r) {
       uint32_t bits = 0;  // zero past K (validated)
       for (int t = 0; t < (rem + 7) / 8; ++t) bits |= uint32_t(meta[r][k / 8 + t]) << (8 * t);
-      const __m256i kept = _mm256_maskz_loadu_epi16(__mmask16((1u << (rem / 2)) - 1), v[r] + k / 2);
-      w[r] = _mm512_maskz_expand_epi16(__mmask32(bits), _mm512_zextsi256_si512(kept));
+      const __m512i kept = _mm512_maskz_loadu_epi16(__mmask32((1u << (rem / 2)) - 1), v[r] + k / 2);
+      w[r] = _mm512_maskz_expand_epi16(__mmask32(bits), kept);
     }
     for (int i = 0; i < MR; ++i) {
       const __m512i xv = _mm512_maskz_loadu_epi16(__mmask32((1u << rem) - 1), x[i] + k);
