@@ -59,6 +59,11 @@ constexpr int kPairs = 6;
 constexpr int kPairA[kPairs] = {0, 0, 0, 1, 1, 2};
 constexpr int kPairB[kPairs] = {1, 2, 3, 2, 3, 3};
 
+// All lanes, for the maskz forms: the plain intrinsics pass an undefined
+// source vector that trips GCC 12's -Wmaybe-uninitialized.
+constexpr __mmask16 kAll16 = 0xffff;
+constexpr __mmask8 kAll8 = 0xff;
+
 EFFDL_NMB_TARGET inline __m512 dot(__m512 acc, __m512i x, __m512i w) {
   return _mm512_dpbf16_ps(acc, (__m512bh)x, (__m512bh)w);
 }
@@ -182,10 +187,10 @@ constexpr int64_t kLaneGroups = 64;  // groups (256 columns) decoded at once
 // round to nearest even, NaN kept quiet.
 EFFDL_NMB_TARGET inline __m512i to_bf16_bits(__m512 v) {
   const __m512i u = _mm512_castps_si512(v);
-  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
+  const __m512i odd = _mm512_and_si512(_mm512_maskz_srli_epi32(kAll16, u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_maskz_srli_epi32(kAll16, _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
   const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-  return _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+  return _mm512_mask_or_epi32(rounded, nan, _mm512_maskz_srli_epi32(kAll16, u, 16), _mm512_set1_epi32(0x40));
 }
 
 // The 16 x 16 transpose of 32-bit elements: 4 x 4 blocks within the 128-bit
@@ -193,22 +198,22 @@ EFFDL_NMB_TARGET inline __m512i to_bf16_bits(__m512 v) {
 EFFDL_NMB_TARGET inline void transpose16(__m512i (&v)[16]) {
   __m512i t[16];
   for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+    t[2 * i] = _mm512_maskz_unpacklo_epi32(kAll16, v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_maskz_unpackhi_epi32(kAll16, v[2 * i], v[2 * i + 1]);
   }
   for (int i = 0; i < 4; ++i) {  // lane k of v[4i + c]: column 4k + c of rows 4i .. 4i + 3
-    v[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-    v[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-    v[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-    v[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    v[4 * i] = _mm512_maskz_unpacklo_epi64(kAll8, t[4 * i], t[4 * i + 2]);
+    v[4 * i + 1] = _mm512_maskz_unpackhi_epi64(kAll8, t[4 * i], t[4 * i + 2]);
+    v[4 * i + 2] = _mm512_maskz_unpacklo_epi64(kAll8, t[4 * i + 1], t[4 * i + 3]);
+    v[4 * i + 3] = _mm512_maskz_unpackhi_epi64(kAll8, t[4 * i + 1], t[4 * i + 3]);
   }
   for (int c = 0; c < 4; ++c) {
-    const __m512i s0 = _mm512_shuffle_i32x4(v[c], v[4 + c], 0x44), s1 = _mm512_shuffle_i32x4(v[c], v[4 + c], 0xee);
-    const __m512i s2 = _mm512_shuffle_i32x4(v[8 + c], v[12 + c], 0x44), s3 = _mm512_shuffle_i32x4(v[8 + c], v[12 + c], 0xee);
-    t[c] = _mm512_shuffle_i32x4(s0, s2, 0x88);
-    t[4 + c] = _mm512_shuffle_i32x4(s0, s2, 0xdd);
-    t[8 + c] = _mm512_shuffle_i32x4(s1, s3, 0x88);
-    t[12 + c] = _mm512_shuffle_i32x4(s1, s3, 0xdd);
+    const __m512i s0 = _mm512_maskz_shuffle_i32x4(kAll16, v[c], v[4 + c], 0x44), s1 = _mm512_maskz_shuffle_i32x4(kAll16, v[c], v[4 + c], 0xee);
+    const __m512i s2 = _mm512_maskz_shuffle_i32x4(kAll16, v[8 + c], v[12 + c], 0x44), s3 = _mm512_maskz_shuffle_i32x4(kAll16, v[8 + c], v[12 + c], 0xee);
+    t[c] = _mm512_maskz_shuffle_i32x4(kAll16, s0, s2, 0x88);
+    t[4 + c] = _mm512_maskz_shuffle_i32x4(kAll16, s0, s2, 0xdd);
+    t[8 + c] = _mm512_maskz_shuffle_i32x4(kAll16, s1, s3, 0x88);
+    t[12 + c] = _mm512_maskz_shuffle_i32x4(kAll16, s1, s3, 0xdd);
   }
   for (int i = 0; i < 16; ++i) v[i] = t[i];
 }
@@ -254,8 +259,8 @@ EFFDL_NMB_TARGET inline void lane_decode(const bf16* values, const uint8_t* meta
         md = _mm512_load_si512(words);
       }
       for (int jj = 0; jj < std::min(8, cnt - j8); ++jj) {
-        const __m512i nib = _mm512_and_si512(_mm512_srl_epi32(md, _mm_cvtsi32_si128(4 * jj)), _mm512_set1_epi32(15));
-        ix[q + j8 + jj] = _mm512_add_epi16(_mm512_permutexvar_epi32(nib, pair_words), _mm512_set1_epi16(int16_t(4 * jj)));
+        const __m512i nib = _mm512_and_si512(_mm512_maskz_srl_epi32(kAll16, md, _mm_cvtsi32_si128(4 * jj)), _mm512_set1_epi32(15));
+        ix[q + j8 + jj] = _mm512_add_epi16(_mm512_maskz_permutexvar_epi32(kAll16, nib, pair_words), _mm512_set1_epi16(int16_t(4 * jj)));
       }
     }
   }
@@ -341,8 +346,8 @@ EFFDL_NMB_TARGET inline bool lane_block(const bf16* x, int64_t ldx, int64_t M, i
     for (int v = 0; v < 2 && L[v] > 0; ++v) {
       const __mmask16 live = __mmask16((1u << L[v]) - 1);
       const int64_t ov = o0 + 16 * v;
-      const __m512 b = bias ? _mm512_castsi512_ps(_mm512_slli_epi32(
-                                  _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(live, bias + ov)), 16))
+      const __m512 b = bias ? _mm512_castsi512_ps(_mm512_maskz_slli_epi32(kAll16, 
+                                  _mm512_maskz_cvtepu16_epi32(kAll16, _mm256_maskz_loadu_epi16(live, bias + ov)), 16))
                             : _mm512_setzero_ps();
       for (int64_t i = 0; i < M; ++i)
         _mm512_mask_cvtepi32_storeu_epi16(y + i * ldy + ov, live,
