@@ -69,6 +69,8 @@ pybind11::dict cpu_features() {
   d["avx512bw"] = bool(__builtin_cpu_supports("avx512bw"));
   d["avx512vnni"] = bool(__builtin_cpu_supports("avx512vnni"));
   d["avx512bf16"] = bool(__builtin_cpu_supports("avx512bf16"));
+  d["avx512vbmi"] = bool(__builtin_cpu_supports("avx512vbmi"));
+  d["avx512vbmi2"] = bool(__builtin_cpu_supports("avx512vbmi2"));
 #elif defined(__aarch64__)
   d["arch"] = std::string("aarch64");
 #else

@@ -21,7 +21,7 @@ from effdl import _ext
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-LEVELS = ("portable", "avx2", "avx512", "avx512_vnni")  # narrowest first
+LEVELS = ("portable", "avx2", "avx512", "avx512_vnni", "avx512_bf16")  # narrowest first
 
 pytestmark = pytest.mark.skipif(not _ext.available(), reason=f"effdl._C not loaded: {_ext.load_error}")
 
@@ -103,7 +103,7 @@ def test_spelling_is_forgiving(spelling):
 def test_unknown_level_is_a_clear_error():
     """An unknown value: info() says why (it never raises), the first kernel call raises naming the allowed values."""
     got = _info_and_call("avx1024")
-    expected = "EFFDL_CPU_ISA must be one of portable, avx2, avx512, avx512_vnni (or unset / auto), got 'avx1024'"
+    expected = "EFFDL_CPU_ISA must be one of portable, avx2, avx512, avx512_vnni, avx512_bf16 (or unset / auto), got 'avx1024'"
     assert got["error"] == f"effdl: cannot choose the CPU kernels: {expected}"
     assert got["isa"] == f"UNUSABLE ({expected})"
     assert got["forced"] is True

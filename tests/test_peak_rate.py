@@ -24,7 +24,7 @@ def test_rates_are_positive_where_the_level_has_the_instruction():
         # one int8 dot instruction does 4x (VNNI) or 2x (AVX2 pairs) the multiply-adds of an fp32 FMA
         assert int8 > fp32
     bf16 = _ext.cpu_peak_rate("bf16_dot", 0.02)
-    has_bf16 = _ext.cpu_features().get("avx512bf16") and ISA in ("avx512", "avx512_vnni")
+    has_bf16 = _ext.cpu_features().get("avx512bf16") and ISA in ("avx512", "avx512_vnni", "avx512_bf16")
     assert (bf16 is not None and bf16 > 1e9) if has_bf16 else bf16 is None
 
 

@@ -158,7 +158,7 @@ void dwsep_conv2d_pixels(const DwsepShape& s, const T* x, const DwsepPacked<acc_
 #if EFFDL_X86_LEVELS
   if constexpr (!std::is_same_v<T, double> && L == Isa::kAvx2)
     return dwsep::avx2::conv_pixels<dwsep::Avx2>(s, x, w, dw_act, pw_act, y, p_begin, p_end);
-  if constexpr (!std::is_same_v<T, double> && (L == Isa::kAvx512 || L == Isa::kAvx512Vnni))
+  if constexpr (!std::is_same_v<T, double> && L >= Isa::kAvx512)
     return dwsep::avx512::conv_pixels<dwsep::Avx512>(s, x, w, dw_act, pw_act, y, p_begin, p_end);
 #endif
   dwsep::generic::conv_pixels<dwsep::Generic<acc_t<T>, 8>>(s, x, w, dw_act, pw_act, y, p_begin, p_end);

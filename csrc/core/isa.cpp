@@ -15,6 +15,8 @@ const char* isa_name(Isa isa) {
       return "avx512";
     case Isa::kAvx512Vnni:
       return "avx512_vnni";
+    case Isa::kAvx512Bf16:
+      return "avx512_bf16";
     default:
       return "portable";
   }
@@ -36,7 +38,10 @@ bool isa_supported_by_cpu(Isa isa) {
 #if EFFDL_X86_LEVELS
   // the level names test exactly the features the compiler may use for
   // arch=x86-64-v3/v4 (AVX2, FMA, BMI1/2, F16C, LZCNT, MOVBE; AVX-512 F/BW/CD/DQ/VL),
-  // and that the OS saves the YMM/ZMM state (XGETBV)
+  // and that the OS saves the YMM/ZMM state (XGETBV). The AVX-512 extensions
+  // come from CPUID leaf 7 (VNNI: subleaf 0 ECX bit 11; VBMI / VBMI2: ECX bits
+  // 1 / 6; BF16: subleaf 1 EAX bit 5), which GCC reports only when the OS also
+  // saves the ZMM and opmask state.
   __builtin_cpu_init();
   switch (isa) {
     case Isa::kAvx2:
@@ -45,6 +50,10 @@ bool isa_supported_by_cpu(Isa isa) {
       return __builtin_cpu_supports("x86-64-v4");
     case Isa::kAvx512Vnni:
       return __builtin_cpu_supports("x86-64-v4") && __builtin_cpu_supports("avx512vnni");
+    case Isa::kAvx512Bf16:
+      return __builtin_cpu_supports("x86-64-v4") && __builtin_cpu_supports("avx512vnni") &&
+             __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vbmi") &&
+             __builtin_cpu_supports("avx512vbmi2");
     default:
       return false;
   }

@@ -26,10 +26,12 @@ enum class Isa : int {
   kAvx2 = 1,        // x86-64-v3: AVX2 + FMA + BMI2 + F16C
   kAvx512 = 2,      // x86-64-v4: AVX-512 F/BW/CD/DQ/VL
   kAvx512Vnni = 3,  // x86-64-v4 + AVX-512 VNNI (int16/int8 dot-product instructions)
+  kAvx512Bf16 = 4,  // avx512_vnni + AVX-512 BF16 (vdpbf16ps) + VBMI + VBMI2: Sapphire Rapids / Zen 4 class
 };
-constexpr int kIsaCount = 4;
+constexpr int kIsaCount = 5;
 
-// The name EFFDL_CPU_ISA takes and info() shows: "portable", "avx2", "avx512", "avx512_vnni".
+// The name EFFDL_CPU_ISA takes and info() shows: "portable", "avx2", "avx512",
+// "avx512_vnni", "avx512_bf16".
 const char* isa_name(Isa isa);
 
 // All level names, narrowest first, comma separated (for error messages).

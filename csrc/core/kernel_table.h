@@ -24,6 +24,8 @@ struct FloatKernels {
                           int64_t ldy, int64_t o_begin, int64_t o_end);
   void (*nm_pack_x_transposed)(const T* x, int64_t ldx, int64_t M, int64_t k_begin, int64_t k_end,
                                acc_t<T>* xt);
+  // whether nm_linear_block reads xt for (M, n, m): the glue packs it only then, else passes null
+  bool (*nm_reads_xt)(int64_t M, int n, int m);
   void (*dwsep_conv2d_pixels)(const DwsepShape& s, const T* x, const DwsepPacked<acc_t<T>>& w,
                               Activation dw_act, Activation pw_act, T* y, int64_t p_begin,
                               int64_t p_end);

@@ -2,7 +2,7 @@
 // every core header, and the declarations of the per-level tables that
 // kernel_tables.cpp looks up.
 //
-// One unit per level rather than all four in one: the same code, but the
+// One unit per level rather than all of them in one: the same code, but the
 // units build in parallel and each stays small enough for the sanitizer
 // build of the native tests.
 #pragma once
@@ -18,6 +18,7 @@
 #include "nm_int8_linear.h"
 #include "nm_int8_vnni.h"
 #include "nm_linear.h"
+#include "nm_linear_bf16.h"
 #include "nm_linear_simd.h"
 
 namespace effdl::core {
@@ -32,6 +33,9 @@ namespace level_avx512 {
 extern const KernelTable table;
 }
 namespace level_avx512_vnni {
+extern const KernelTable table;
+}
+namespace level_avx512_bf16 {
 extern const KernelTable table;
 }
 #endif

@@ -26,6 +26,8 @@ const KernelTable* kernel_table(Isa isa) {
       return &level_avx512::table;
     case Isa::kAvx512Vnni:
       return &level_avx512_vnni::table;
+    case Isa::kAvx512Bf16:
+      return &level_avx512_bf16::table;
 #endif
     default:
       return nullptr;

@@ -23,6 +23,11 @@ constexpr int64_t kNmGatherMaxRows = 4;
 constexpr int64_t kNmPad = 16;    // xt rows are padded to a multiple of this many columns
 constexpr int64_t kNmStrip = 64;  // rows of x one strip of outputs covers
 
+// Whether nm_linear_block reads the packed xt for M rows of x and n:m weights
+// (the glue packs it only then): this core's answer, and that of the SIMD
+// levels except where a level's table says otherwise (nm_linear_bf16.h).
+inline bool nm_reads_xt(int64_t M, int /*n*/, int /*m*/) { return M > kNmGatherMaxRows; }
+
 inline int64_t nm_padded_rows(int64_t M) { return (M + kNmPad - 1) / kNmPad * kNmPad; }
 
 // The row stride of xt: Mp = nm_padded_rows(M) plus kNmPad when Mp / kNmPad is
@@ -48,7 +53,7 @@ void nm_pack_x_transposed(const T* x, int64_t ldx, int64_t M, int64_t k_begin, i
 }
 
 // Output columns [o_begin, o_end) of y. `xt` is the packed x when
-// M > kNmGatherMaxRows, else null and x is read directly. Returns false if some
+// nm_reads_xt(M, n, m), else null and x is read directly. Returns false if some
 // row of meta is not a valid N:M mask.
 template <typename T>
 bool nm_linear_block(const T* x, int64_t ldx, const acc_t<T>* xt, int64_t M, int64_t K,

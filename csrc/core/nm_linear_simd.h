@@ -160,23 +160,6 @@ EFFDL_NMV_TARGET inline uint32_t full_bits(const uint8_t* meta, int64_t k) { ret
 
 #endif  // EFFDL_X86_LEVELS
 
-// The nm_linear core each level's table holds: the kernels above for fp32 and
-// bf16 on the x86 levels, the portable template otherwise.
-template <Isa L, typename T>
-constexpr auto nm_linear_pick() {
-#if EFFDL_X86_LEVELS
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, bf16>) {
-    if constexpr (L == Isa::kAvx2) return &nm_avx2::nm_linear_block_simd<T>;
-    else if constexpr (L == Isa::kAvx512 || L == Isa::kAvx512Vnni) return &nm_avx512::nm_linear_block_simd<T>;
-    else return &nm_linear_block<T>;
-  } else {
-    return &nm_linear_block<T>;
-  }
-#else
-  return &nm_linear_block<T>;
-#endif
-}
-template <Isa L, typename T>
-constexpr auto nm_linear_kernel = nm_linear_pick<L, T>();
+// (Each level's choice among these kernels, nm_linear_pick, is in nm_linear_bf16.h.)
 
 }  // namespace effdl::core

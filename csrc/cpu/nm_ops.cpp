@@ -92,7 +92,7 @@ at::Tensor nm_linear_cpu(const at::Tensor& x, const at::Tensor& values_in,
     const T* xp = data_as<T>(x2);
     at::Tensor xt;
     const A* xtp = nullptr;
-    if (M > core::kNmGatherMaxRows) {
+    if (kernels.nm_reads_xt(M, int(n), int(m))) {
       xt = at::empty({K, core::nm_xt_stride(M)}, x.options().dtype(acc_scalar_type<T>()));
       A* dst = data_as<A>(xt);
       at::parallel_for(0, K, grain_for(M), [&](int64_t b, int64_t e) {

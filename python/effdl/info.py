@@ -34,7 +34,7 @@ def info() -> dict:
         "compiler": build.get("compiler"),
         "cpu": platform.processor() or platform.machine(),
         "cpu_features": {k: v for k, v in _ext.cpu_features().items() if k != "arch"},
-        # the CPU kernel level in use; EFFDL_CPU_ISA=avx512_vnni|avx512|avx2|portable forces one
+        # the CPU kernel level in use; EFFDL_CPU_ISA=avx512_bf16|avx512_vnni|avx512|avx2|portable forces one
         "cpu_kernel_isa": isa["isa"] if isa["error"] is None else f"UNUSABLE ({isa['error']})",
         "cpu_kernel_isa_forced": isa["forced"],
         "cpu_kernel_isas_here": ", ".join(isa["available"]) or None,

@@ -37,6 +37,7 @@ bool contains(const std::string& s, const std::string& part) { return s.find(par
 
 bool all_levels(Isa) { return true; }
 bool up_to_avx2(Isa isa) { return int(isa) <= int(Isa::kAvx2); }
+bool up_to_vnni(Isa isa) { return int(isa) <= int(Isa::kAvx512Vnni); }
 bool portable_only(Isa isa) { return isa == Isa::kPortable; }
 bool nothing(Isa) { return false; }
 
@@ -45,12 +46,15 @@ void test_names() {
   CHECK(std::string(isa_name(Isa::kAvx2)) == "avx2");
   CHECK(std::string(isa_name(Isa::kAvx512)) == "avx512");
   CHECK(std::string(isa_name(Isa::kAvx512Vnni)) == "avx512_vnni");
-  CHECK(isa_names() == "portable, avx2, avx512, avx512_vnni");
+  CHECK(std::string(isa_name(Isa::kAvx512Bf16)) == "avx512_bf16");
+  CHECK(isa_names() == "portable, avx2, avx512, avx512_vnni, avx512_bf16");
 }
 
 void test_select_detected() {
   for (const char* unset : {static_cast<const char*>(nullptr), "", "auto", " AUTO "}) {
     IsaSelection s = select_isa(unset, &all_levels);
+    CHECK(s.ok() && s.isa == Isa::kAvx512Bf16 && !s.forced);
+    s = select_isa(unset, &up_to_vnni);
     CHECK(s.ok() && s.isa == Isa::kAvx512Vnni && !s.forced);
     s = select_isa(unset, &up_to_avx2);
     CHECK(s.ok() && s.isa == Isa::kAvx2 && !s.forced);
@@ -70,6 +74,10 @@ void test_select_forced() {
   CHECK(s.ok() && s.isa == Isa::kPortable && s.forced);
   s = select_isa(" AVX512_VNNI\n", &all_levels);
   CHECK(s.ok() && s.isa == Isa::kAvx512Vnni && s.forced && s.requested == " AVX512_VNNI\n");
+  s = select_isa("avx512_bf16", &up_to_vnni);
+  CHECK_MSG(!s.ok() && contains(s.error, "EFFDL_CPU_ISA=avx512_bf16 is not available") &&
+                contains(s.error, "available here: portable, avx2, avx512, avx512_vnni"),
+            "error: %s", s.error.c_str());
 
   // a level this machine lacks: an error naming what is available, no fallback
   s = select_isa("avx512", &up_to_avx2);
@@ -82,7 +90,7 @@ void test_select_forced() {
   for (const char* bad : {"avx3", "sse2", "x86-64-v4", "avx512-vnni", "avx-512"}) {
     s = select_isa(bad, &all_levels);
     CHECK(!s.ok() && s.forced);
-    CHECK_MSG(contains(s.error, "must be one of portable, avx2, avx512, avx512_vnni") &&
+    CHECK_MSG(contains(s.error, "must be one of portable, avx2, avx512, avx512_vnni, avx512_bf16") &&
                   contains(s.error, std::string("got '") + bad + "'"),
               "error: %s", s.error.c_str());
   }
@@ -108,7 +116,7 @@ void test_select_from_env() {
 
 template <typename T>
 bool complete(const FloatKernels<T>& k) {
-  return k.nm_linear_block && k.nm_pack_x_transposed && k.dwsep_conv2d_pixels;
+  return k.nm_linear_block && k.nm_pack_x_transposed && k.nm_reads_xt && k.dwsep_conv2d_pixels;
 }
 template <typename T>
 bool complete(const Int8Kernels<T>& k) {
