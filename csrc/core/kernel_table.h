@@ -61,6 +61,8 @@ struct KernelTable {
   std::tuple<Int8Kernels<float>, Int8Kernels<bf16>, Int8Kernels<fp16>> int8_kernels;
   void (*nm_int8_pack_q_transposed)(const int8_t* q, int64_t ldq, int64_t M, int64_t k_begin,
                                     int64_t k_end, float* qt);
+  // whether this level's nm_int8_linear_block reads the packed qt for M rows of q
+  bool (*nm_int8_reads_qt)(int64_t M);
 
   template <typename T>
   const FloatKernels<T>& floats() const {

@@ -31,6 +31,9 @@ namespace effdl::core {
 constexpr int64_t kNmInt8GatherMaxRows = 4;
 constexpr int64_t kNmInt8ExactChunk = 1024;  // 1024 * 2^14 = 2^24
 
+// Whether nm_int8_linear_block reads the packed qt (else q) for M rows of q.
+inline bool nm_int8_reads_qt(int64_t M) { return M > kNmInt8GatherMaxRows; }
+
 // qt[K, nm_xt_stride(M)] = q[M, K].T as fp32 (exact), zero past row M: the
 // layout of nm_linear.h's xt. Rows [k_begin, k_end) of qt.
 inline void nm_int8_pack_q_transposed(const int8_t* q, int64_t ldq, int64_t M, int64_t k_begin,

@@ -176,4 +176,19 @@ constexpr auto nm_int8_pick() {
 template <Isa L, typename Out>
 constexpr auto nm_int8_linear_kernel = nm_int8_pick<L, Out>();
 
+// Whether the level's core reads the packed qt (KernelTable::nm_int8_reads_qt):
+// the VNNI kernel reads q directly at every M, so the glue packs nothing for it.
+inline bool nm_int8_reads_no_qt(int64_t /*M*/) { return false; }
+template <Isa L>
+constexpr auto nm_int8_reads_qt_pick() {
+#if EFFDL_X86_LEVELS
+  if constexpr (L == Isa::kAvx512Vnni) return &nm_int8_reads_no_qt;
+  else return &nm_int8_reads_qt;
+#else
+  return &nm_int8_reads_qt;
+#endif
+}
+template <Isa L>
+constexpr auto nm_int8_reads_qt_kernel = nm_int8_reads_qt_pick<L>();
+
 }  // namespace effdl::core

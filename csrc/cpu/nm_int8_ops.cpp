@@ -32,7 +32,7 @@ at::Tensor nm_int8_linear_cpu(const at::Tensor& q, const at::Tensor& q_scale,
   const int8_t* qp = q2.data_ptr<int8_t>();
   at::Tensor qt;
   const float* qtp = nullptr;
-  if (M > core::kNmInt8GatherMaxRows) {
+  if (table.nm_int8_reads_qt(M)) {
     qt = at::empty({K, core::nm_xt_stride(M)}, q.options().dtype(at::kFloat));
     float* dst = qt.data_ptr<float>();
     at::parallel_for(0, K, grain_for(M), [&](int64_t b, int64_t e) {

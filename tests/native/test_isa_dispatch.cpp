@@ -135,7 +135,7 @@ void test_tables() {
     CHECK(complete(t->floats<float>()) && complete(t->floats<double>()) &&
           complete(t->floats<bf16>()) && complete(t->floats<fp16>()));
     CHECK(complete(t->int8<float>()) && complete(t->int8<bf16>()) && complete(t->int8<fp16>()));
-    CHECK(t->nm_int8_pack_q_transposed != nullptr);
+    CHECK(t->nm_int8_pack_q_transposed != nullptr && t->nm_int8_reads_qt != nullptr);
     // a wider level that the CPU runs implies the narrower ones
     if (i > 0 && isa_supported_by_cpu(Isa(i))) CHECK(isa_supported_by_cpu(Isa(i - 1)));
     // each level is its own code, not an alias of another level's
@@ -299,7 +299,10 @@ void test_nm_int8(const KernelTable& t, std::mt19937& rng) {
       qtp = qt_want.data();
     }
     std::vector<float> got(M * N, -1.f), want(M * N, -2.f);
-    CHECK(t.int8<float>().nm_int8_linear_block(q.data(), K, qtp, ones_m.data(), M, K, values.data(),
+    // the level's core gets qt only where it says it reads it (the glue's rule)
+    const float* qt_level = t.nm_int8_reads_qt(M) ? qtp : nullptr;
+    CHECK(!t.nm_int8_reads_qt(M) || qtp != nullptr);
+    CHECK(t.int8<float>().nm_int8_linear_block(q.data(), K, qt_level, ones_m.data(), M, K, values.data(),
                                                meta.data(), n, m, ones_n.data(), nullptr,
                                                got.data(), N, 0, N));
     CHECK(nm_int8_linear_block<float>(q.data(), K, qtp, ones_m.data(), M, K, values.data(),
