@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from effdl import formats, ops, reference
+from effdl import _ext, formats, ops, reference
 
 from .harness import Candidate, first_outputs, rel_err, rotation_sets
 
@@ -146,12 +146,26 @@ def _build_nm_linear(K: int, N: int, M: int, llc: int, dtype: torch.dtype = torc
     x_eff = xs if dtype == torch.float32 else xbs
     packed = [ops.nm_compress(w.to(dtype), 2, 4) for w in ws]
     name = "fp32" if dtype == torch.float32 else "bf16"
-    cands = [
-        Candidate(
-            "effdl",
-            [lambda x=x, p=p: ops.nm_linear(x, p[0], p[1], 2, 4) for x, p in zip(x_eff, packed, strict=True)],
-            note=f"effdl.ops.nm_linear, 2:4 {name}",
-        ),
+    canonical = Candidate(
+        "effdl",
+        [lambda x=x, p=p: ops.nm_linear(x, p[0], p[1], 2, 4) for x, p in zip(x_eff, packed, strict=True)],
+        note=f"effdl.ops.nm_linear, 2:4 {name}",
+    )
+    cands = [canonical]
+    if 0 <= _ext.nm_packed_min_rows(dtype) <= M:
+        # what SparseLinear runs from these rows on: the weight prepacked once (cached on the module)
+        prepacked = [ops.nm_pack_weight(v, m) for v, m in packed]
+        canonical.name = "effdl nm_linear"
+        canonical.note += " on the canonical values + meta (decoded per call)"
+        cands = [
+            Candidate(
+                "effdl",
+                [lambda x=x, p=p: ops.nm_linear_packed(x, p, N) for x, p in zip(x_eff, prepacked, strict=True)],
+                note=f"effdl.ops.nm_linear_packed, 2:4 {name}, weight prepacked by nm_pack_weight (SparseLinear's path)",
+            ),
+            canonical,
+        ]
+    cands += [
         Candidate(
             "F.linear fp32",
             [lambda x=x, w=w: F.linear(x, w) for x, w in zip(xs, ws, strict=True)],
@@ -167,6 +181,7 @@ def _build_nm_linear(K: int, N: int, M: int, llc: int, dtype: torch.dtype = torc
     errs = _errors(first_outputs(cands), ref)
     sb = {
         "effdl": N * K // 2 * dtype.itemsize + N * formats.meta_bytes(K) + M * K * dtype.itemsize,
+        "effdl nm_linear": N * K // 2 * dtype.itemsize + N * formats.meta_bytes(K) + M * K * dtype.itemsize,
         "F.linear fp32": N * K * 4 + M * K * 4,
         "F.linear bf16": N * K * 2 + xb_bytes,
     }

@@ -3,6 +3,7 @@
 #include "core/int8.h"
 #include "core/int8_packed.h"
 #include "core/nm_format.h"
+#include "core/nm_packed.h"
 
 namespace effdl {
 namespace {
@@ -89,6 +90,40 @@ int64_t check_nm_linear(const at::Tensor& x, const at::Tensor& values, const at:
   if (bias.has_value()) {
     TORCH_CHECK(bias->scalar_type() == values.scalar_type(), "effdl.nm_linear: bias dtype ",
                 bias->scalar_type(), " must match values dtype ", values.scalar_type());
+  }
+  return K;
+}
+
+int64_t check_nm_pack_weight(const at::Tensor& values, const at::Tensor& meta, int64_t n, int64_t m) {
+  const int64_t K = check_nm_storage(values, meta, n, m, "nm_pack_weight");
+  TORCH_CHECK(n == 2 && m == 4, "effdl.nm_pack_weight: the packed layout is for 2:4 weights, got ", n, ":", m,
+              " (use effdl.ops.nm_linear on the canonical values and meta)");
+  return K;
+}
+
+std::vector<int64_t> nm_packed_shape(int64_t N, int64_t K, int64_t elem_size) {
+  return {core::nm_packed_panels(N), core::nm_packed_cols(K, elem_size)};
+}
+
+int64_t check_nm_linear_packed(const at::Tensor& x, const at::Tensor& packed, int64_t N,
+                               const c10::optional<at::Tensor>& bias) {
+  const char* op = "nm_linear_packed";
+  TORCH_CHECK(x.dim() >= 1 && is_nm_float(x.scalar_type()),
+              "effdl.nm_linear_packed: x must be a float32, float64, bfloat16 or float16 tensor [*, K], got ",
+              x.scalar_type(), " of shape ", x.sizes());
+  const int64_t K = x.size(-1);
+  TORCH_CHECK(K % 4 == 0, "effdl.nm_linear_packed: x's last dim K=", K, " must be a multiple of 4 (2:4 weights)");
+  TORCH_CHECK(N >= 0, "effdl.nm_linear_packed: N must be >= 0, got ", N);
+  const std::vector<int64_t> want = nm_packed_shape(N, K, x.element_size());
+  TORCH_CHECK(packed.scalar_type() == x.scalar_type() && packed.sizes() == at::IntArrayRef(want),
+              "effdl.nm_linear_packed: packed must be the ", x.scalar_type(), " tensor of shape ",
+              at::IntArrayRef(want), " that nm_pack_weight makes of a [", N, ", ", K,
+              "] 2:4 weight (K from x), got ", packed.scalar_type(), " of shape ", packed.sizes());
+  check_same_device(x, "x", packed, "packed", op);
+  check_vector(bias, "bias", N, x, op);
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->scalar_type() == x.scalar_type(), "effdl.nm_linear_packed: bias dtype ",
+                bias->scalar_type(), " must match x dtype ", x.scalar_type());
   }
   return K;
 }

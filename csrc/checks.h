@@ -24,6 +24,20 @@ int64_t check_nm_storage(const at::Tensor& values, const at::Tensor& meta, int64
 int64_t check_nm_linear(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta,
                         int64_t n, int64_t m, const c10::optional<at::Tensor>& bias);
 
+// A 2:4 weight (values [N, K/2] float + meta, the nm_linear storage) to pack;
+// returns K. Other patterns are refused: the packed layout is 2:4 only.
+int64_t check_nm_pack_weight(const at::Tensor& values, const at::Tensor& meta, int64_t n, int64_t m);
+
+// The shape of nm_pack_weight's output for a [N, K] weight of elem_size-byte
+// elements (core/nm_packed.h).
+std::vector<int64_t> nm_packed_shape(int64_t N, int64_t K, int64_t elem_size);
+
+// nm_linear with the 2:4 weight as nm_pack_weight's output: x [*, K] float
+// (K % 4 == 0), packed of nm_packed_shape(N, K) in x's dtype, bias [N] or None.
+// Returns K.
+int64_t check_nm_linear_packed(const at::Tensor& x, const at::Tensor& packed, int64_t N,
+                               const c10::optional<at::Tensor>& bias);
+
 void check_quantize_rows(const at::Tensor& x);
 
 // Returns the output dtype.

@@ -1,4 +1,5 @@
-// The small non-operator surface of effdl._C: build facts and CPU features.
+// The small non-operator surface of effdl._C: build facts, CPU features and
+// what the CPU kernel level in use offers.
 #include <torch/extension.h>
 
 #include <string>
@@ -79,6 +80,19 @@ pybind11::dict cpu_features() {
   return d;
 }
 
+// Rows of x from which nm_linear_packed beats nm_linear on 2:4 weights of this
+// dtype at the CPU kernel level in use; -1 where it never does (the level has
+// no vector kernel for the packed layout).
+int64_t nm_packed_min_rows(const std::string& dtype) {
+  const effdl::core::KernelTable& t = effdl::cpu_kernels();
+  if (dtype == "float32") return t.floats<float>().nm_packed_min_rows;
+  if (dtype == "float64") return t.floats<double>().nm_packed_min_rows;
+  if (dtype == "bfloat16") return t.floats<effdl::core::bf16>().nm_packed_min_rows;
+  if (dtype == "float16") return t.floats<effdl::core::fp16>().nm_packed_min_rows;
+  throw pybind11::value_error("nm_packed_min_rows: dtype must be float32, float64, bfloat16 or float16, got '" +
+                              dtype + "'");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -89,4 +103,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_peak_rate", &effdl::cpu_peak_rate, pybind11::arg("kind"), pybind11::arg("seconds") = 0.2,
         "Measured peak operations/s of 'fp32_fma', 'int8_dot' or 'bf16_dot' over torch's threads "
         "at the CPU kernel level in use; None where that level lacks the instruction.");
+  m.def("nm_packed_min_rows", &nm_packed_min_rows, pybind11::arg("dtype"),
+        "Rows of x from which nm_linear_packed beats nm_linear on 2:4 weights of this dtype at the CPU "
+        "kernel level in use; -1 where it never does.");
 }

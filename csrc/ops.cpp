@@ -7,6 +7,8 @@ TORCH_LIBRARY(effdl, m) {
   m.def("nm_compress(Tensor w, int n, int m) -> (Tensor values, Tensor meta)");
   m.def("nm_decompress(Tensor values, Tensor meta, int n, int m) -> Tensor");
   m.def("nm_linear(Tensor x, Tensor values, Tensor meta, int n, int m, Tensor? bias=None) -> Tensor");
+  m.def("nm_pack_weight(Tensor values, Tensor meta, int n, int m) -> Tensor");
+  m.def("nm_linear_packed(Tensor x, Tensor packed, int N, Tensor? bias=None) -> Tensor");
   m.def("quantize_rows(Tensor x) -> (Tensor q, Tensor scale)");
   m.def(
       "int8_linear(Tensor q, Tensor q_scale, Tensor wq, Tensor w_scale, Tensor? bias=None, "

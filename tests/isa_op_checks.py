@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from samples import DTYPES, OPS, sample_inputs
 
 import effdl
-from effdl import reference
+from effdl import _ext, reference
 
 E = torch.ops.effdl
 TOL = {torch.float32: 1e-5, torch.float64: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
@@ -92,6 +92,22 @@ def _nm_linear(args, dtype):
     _close_rel(out, reference.nm_linear(_f64(x), _f64(values), meta.contiguous(), n, m, _f64(bias)), TOL[dtype])
 
 
+def _nm_pack_weight(args, dtype):
+    values, meta, n, m = args
+    _bitwise(E.nm_pack_weight(*args).view(torch.uint8), reference.nm_pack_weight(values, meta.contiguous(), n, m)
+             .view(torch.uint8))
+
+
+def _nm_linear_packed(args, dtype):
+    x, packed, N, bias = args
+    values, meta = reference.nm_unpack_weight(packed, N, x.shape[-1])
+    out = E.nm_linear_packed(*args)
+    _close_rel(out, reference.nm_linear(_f64(x), _f64(values), meta, 2, 4, _f64(bias)), TOL[dtype])
+    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+    if 0 <= _ext.nm_packed_min_rows(dtype) <= rows:  # the level's fast path: nm_linear's own kernel
+        _bitwise(out, E.nm_linear(x, values, meta, 2, 4, bias))
+
+
 def _quantize_rows(args, dtype):
     q, scale = E.quantize_rows(*args)
     ref_q, ref_scale = reference.quantize_rows(*args)
@@ -142,6 +158,8 @@ CHECKS: dict[str, Callable[[tuple, torch.dtype], None]] = {
     "nm_compress": _nm_compress,
     "nm_decompress": _nm_decompress,
     "nm_linear": _nm_linear,
+    "nm_pack_weight": _nm_pack_weight,
+    "nm_linear_packed": _nm_linear_packed,
     "quantize_rows": _quantize_rows,
     "int8_linear": _int8_linear,
     "int8_pack_weight": _int8_pack_weight,

@@ -7,7 +7,8 @@ special-case: every N:M pattern the format allows a sample of, K with partial
 vectors and partial meta bytes, M from 0 through 20 and larger (both the
 direct and the packed-x paths), non-contiguous x, batch dims, all four float
 dtypes, a corrupt mask (rejected with the op's message) and the gradients of
-nm_linear. nm_int8_linear must be exact. Prints one JSON line (the level, the
+nm_linear; for 2:4 also nm_linear_packed (the same bits as nm_linear where it is
+the level's fast path) and a corrupt packed weight. nm_int8_linear must be exact. Prints one JSON line (the level, the
 number of cases, every mismatch) and exits non-zero on any mismatch.
 """
 
@@ -19,7 +20,7 @@ import sys
 import torch
 
 import effdl
-from effdl import formats, ops, reference
+from effdl import _ext, formats, ops, reference
 
 PATTERNS = [(2, 4), (1, 4), (1, 2), (3, 8), (2, 6), (5, 16)]
 MS = [0, 1, 2, 3, 4, 5, 7, 8, 12, 15, 16, 17, 20, 33, 70, 130]
@@ -50,6 +51,8 @@ def main() -> int:
                 w = _sparse(9, K, n, m, dtype, g)
                 values, meta = ops.nm_compress(w, n, m)
                 bias = torch.randn(9, generator=g).to(dtype)
+                packed = ops.nm_pack_weight(values, meta) if (n, m) == (2, 4) else None
+                min_rows = _ext.nm_packed_min_rows(dtype)
                 for M in MS if dtype in (torch.float32, torch.bfloat16) else (1, 17):
                     # x strided (a column slice) and, for some M, with batch dims
                     x = torch.randn(M, K + 3, generator=g).to(dtype)[:, 1 : K + 1]
@@ -60,6 +63,16 @@ def main() -> int:
                     cases += 1
                     if y.shape != ref.shape or _rel(y, ref) > TOL[dtype]:
                         bad.append(f"nm_linear {n}:{m} K={K} M={M} {dtype}: {_rel(y, ref):.3g}")
+                    if packed is None:
+                        continue
+                    # the packed layout: right everywhere, and where it is the fast path the very
+                    # kernel nm_linear runs above its direct rows, so the same bits
+                    yp = ops.nm_linear_packed(x, packed, 9, bias)
+                    cases += 1
+                    if yp.shape != ref.shape or _rel(yp, ref) > TOL[dtype]:
+                        bad.append(f"nm_linear_packed K={K} M={M} {dtype}: {_rel(yp, ref):.3g}")
+                    elif 0 <= min_rows <= M and not torch.equal(yp, y):
+                        bad.append(f"nm_linear_packed K={K} M={M} {dtype}: not nm_linear's bits")
             # nm_int8_linear: exact int32 sums (unit scales keep the fp32 output exact)
             wq = torch.randint(-128, 128, (9, K), generator=g, dtype=torch.int8)
             wq = wq * formats.nm_mask(wq.float(), n, m).to(torch.int8)
@@ -99,6 +112,20 @@ def main() -> int:
         except RuntimeError as e:
             if "meta is not a valid 2:4 mask" not in str(e):
                 bad.append(f"nm_int8_linear M={M}: unexpected error {e}")
+    # a corrupt packed weight: a live nibble with three bits, rejected by nm_linear_packed
+    for dtype in (torch.float32, torch.bfloat16):
+        packed = ops.nm_pack_weight(*ops.nm_compress(_sparse(20, 64, 2, 4, dtype, g), 2, 4))
+        words = packed[:, 16 * 32:].contiguous().view(torch.uint8)  # K = 64: 16 groups of pairs
+        words[1, 4 * 3] |= 0x07  # panel 1, lane 3 (column 19), group 0
+        corrupt = torch.cat([packed[:, : 16 * 32], words.view(dtype)], dim=1)
+        for M in (1, 20):
+            cases += 1
+            try:
+                ops.nm_linear_packed(torch.randn(M, 64).to(dtype), corrupt, 20)
+                bad.append(f"nm_linear_packed M={M} {dtype}: a corrupt nibble was accepted")
+            except RuntimeError as e:
+                if "packed is not a 2:4 weight packed by nm_pack_weight" not in str(e):
+                    bad.append(f"nm_linear_packed M={M} {dtype}: unexpected error {e}")
     # gradients of nm_linear, both paths
     for M in (3, 40):
         w = _sparse(7, 24, 2, 4, torch.float64, g)

@@ -27,6 +27,8 @@ DTYPES: dict[str, tuple[torch.dtype, ...]] = {
     "nm_compress": _ALL_FLOATS,
     "nm_decompress": _ALL_FLOATS,
     "nm_linear": _ALL_FLOATS,
+    "nm_pack_weight": _ALL_FLOATS,
+    "nm_linear_packed": _ALL_FLOATS,
     "quantize_rows": _ACT_FLOATS,
     "int8_linear": _ACT_FLOATS,
     "int8_pack_weight": (torch.float32,),  # int8 in and out: the dtype is nominal
@@ -176,6 +178,34 @@ def _nm_linear(device, dtype) -> Iterator[tuple]:
     yield call(rand(35, 96, dtype=dtype, device=device), *weight(2, 4, 37, 96, True))
 
 
+def _nm_pack_weight(device, dtype) -> Iterator[tuple]:
+    yield (*nm_pack(nm_weight(5, 24, 2, 4, dtype, device), 2, 4), 2, 4)  # one partial panel
+    # N % 16 != 0, K % 8 != 0 (a half-used meta byte), K / 4 % 8 != 0 (a partial nibble word)
+    yield (*nm_pack(nm_weight(37, 20, 2, 4, dtype, device), 2, 4), 2, 4)
+    yield (*nm_pack(nm_weight(0, 8, 2, 4, dtype, device), 2, 4), 2, 4)  # no rows: no panels
+    yield (*nm_pack(nm_weight(3, 0, 2, 4, dtype, device), 2, 4), 2, 4)  # K = 0
+    values, meta = nm_pack(nm_weight(16, 64, 2, 4, dtype, device), 2, 4)
+    yield (strided(values, "t"), strided(meta, "t"), 2, 4)  # one full panel, non-contiguous
+
+
+def _nm_linear_packed(device, dtype) -> Iterator[tuple]:
+    def packed(N, K):
+        return reference.nm_pack_weight(*nm_pack(nm_weight(N, K, 2, 4, dtype, device), 2, 4), 2, 4)
+
+    def bias(N):
+        return rand(N, dtype=dtype, device=device)
+
+    yield (rand(2, 3, 24, dtype=dtype, device=device), packed(5, 24), 5, bias(5))  # leading batch dims
+    yield (rand(1, 20, dtype=dtype, device=device), packed(37, 20), 37, None)  # M = 1, partial meta
+    yield (rand(0, 24, dtype=dtype, device=device), packed(5, 24), 5, bias(5))  # M = 0
+    yield (rand(4, 0, dtype=dtype, device=device), packed(3, 0), 3, bias(3))  # K = 0: the bias
+    yield (rand(4, 24, dtype=dtype, device=device), packed(0, 24), 0, None)  # N = 0
+    # above the vector kernels' row blocks, non-contiguous x and packed
+    yield (strided(rand(17, 64, dtype=dtype, device=device), "t"), strided(packed(40, 64), "t"), 40, bias(40))
+    # several chunks of decoded groups (K = 4 * 64 * 2 + 32), panels split across threads
+    yield (rand(13, 544, dtype=dtype, device=device), packed(70, 544), 70, bias(70))
+
+
 def _quantize_rows(device, dtype) -> Iterator[tuple]:
     yield (rand(2, 3, 16, dtype=dtype, device=device),)  # leading batch dims
     yield (rand(1, 33, dtype=dtype, device=device, scale=100.0),)  # M = 1, odd K, large values
@@ -322,6 +352,8 @@ _GENERATORS: dict[str, Callable[[torch.device, torch.dtype], Iterator[tuple]]] =
     "nm_compress": _nm_compress,
     "nm_decompress": _nm_decompress,
     "nm_linear": _nm_linear,
+    "nm_pack_weight": _nm_pack_weight,
+    "nm_linear_packed": _nm_linear_packed,
     "quantize_rows": _quantize_rows,
     "int8_linear": _int8_linear,
     "int8_pack_weight": _int8_pack_weight,

@@ -70,6 +70,12 @@ def _lin(x, n=2, m=4, N=3, K=8, bias=None, dtype=torch.float32):
     return (x, values, meta, n, m, bias)
 
 
+def _nmp(x=None, N=3, K=8, packed=None, bias=None, dtype=torch.float32):
+    """nm_linear_packed's arguments; packed defaults to the packing of a [3, K] weight."""
+    return (_x(2, K, dtype=dtype) if x is None else x,
+            reference.nm_pack_weight(*_nm(3, K, 2, 4, dtype), 2, 4) if packed is None else packed, N, bias)
+
+
 def _i8(M=2, K=8, N=3, q=None, q_scale=None, wq=None, w_scale=None, bias=None, out_dtype=None):
     return (
         int8(M, K) if q is None else q,
@@ -269,6 +275,31 @@ CASES = [
     Case("i8p-bias-size", "int8_linear_packed", lambda: _i8p(bias=_x(2)), r"int8_linear_packed: bias must have shape \[3\]"),
     Case("i8p-out-int32", "int8_linear_packed", lambda: _i8p(out_dtype=torch.int32),
          r"int8_linear_packed: out_dtype must be float32, bfloat16 or float16"),
+    # ---------------------------------------------------------------- nm_pack_weight, nm_linear_packed
+    Case("nmpack-pattern", "nm_pack_weight", lambda: (*_nm(3, 8, 1, 4), 1, 4),
+         r"nm_pack_weight: the packed layout is for 2:4 weights, got 1:4"),
+    Case("nmpack-bad-pattern", "nm_pack_weight", lambda: (*_nm(3, 8), 4, 4), PATTERN.format(4, 4)),
+    Case("nmpack-values-int", "nm_pack_weight", lambda: (torch.ones(3, 4, dtype=torch.int32), _nm()[1], 2, 4),
+         r"nm_pack_weight: values must be float32, float64, bfloat16 or float16"),
+    Case("nmpack-meta-shape", "nm_pack_weight", lambda: (_nm()[0], _nm(3, 16)[1], 2, 4),
+         r"nm_pack_weight: meta must have shape \[3, 1\]"),
+    Case("nmpack-corrupt", "nm_pack_weight", lambda: (*_corrupt_three_bits(), 2, 4),
+         r"nm_pack_weight: meta row \d+ is not a valid 2:4 mask", fake=False),
+    Case("nmp-x-int", "nm_linear_packed", lambda: _nmp(x=torch.ones(2, 8, dtype=torch.int32)),
+         r"nm_linear_packed: x must be a float32, float64, bfloat16 or float16 tensor \[\*, K\]"),
+    Case("nmp-k-odd", "nm_linear_packed", lambda: _nmp(x=_x(2, 10)), r"nm_linear_packed: x's last dim K=10 must be a multiple of 4"),
+    Case("nmp-n-negative", "nm_linear_packed", lambda: _nmp(N=-1, packed=torch.zeros(0, 80)),
+         r"nm_linear_packed: N must be >= 0, got -1"),
+    Case("nmp-packed-other-k", "nm_linear_packed", lambda: _nmp(x=_x(2, 12)),
+         r"nm_linear_packed: packed must be the .* tensor of shape \[1, 112\] that nm_pack_weight makes of a "
+         r"\[3, 12\] 2:4 weight \(K from x\), got .* of shape \[1, 80\]"),
+    Case("nmp-packed-other-n", "nm_linear_packed", lambda: _nmp(N=17),
+         r"nm_linear_packed: packed must be the .* tensor of shape \[2, 80\]"),
+    Case("nmp-packed-dtype", "nm_linear_packed", lambda: _nmp(x=_x(2, 8, dtype=torch.float16)),
+         r"nm_linear_packed: packed must be the .* tensor of shape \[1, 96\]"),
+    Case("nmp-bias-size", "nm_linear_packed", lambda: _nmp(bias=_x(2)), r"nm_linear_packed: bias must have shape \[3\]"),
+    Case("nmp-bias-dtype", "nm_linear_packed", lambda: _nmp(bias=_x(3, dtype=torch.float64)),
+         r"nm_linear_packed: bias dtype .* must match x dtype"),
     # ---------------------------------------------------------------- nm_int8_linear
     Case("ni8-q-float", "nm_int8_linear", lambda: _ni8(q=_x(2, 8)), r"nm_int8_linear: q must be an int8 tensor \[\*, K\]"),
     Case("ni8-q-scalar", "nm_int8_linear", lambda: _ni8(q=torch.tensor(1, dtype=torch.int8), q_scale=scales()),
@@ -385,8 +416,9 @@ def test_fake_error(case):
 
 def test_every_op_has_error_cases():
     ops = {c.op for c in CASES}
-    assert ops == {"nm_compress", "nm_decompress", "nm_linear", "quantize_rows", "int8_linear", "int8_pack_weight",
-                   "int8_linear_packed", "nm_int8_linear", "int8_weight_linear", "dwsep_conv2d"}
+    assert ops == {"nm_compress", "nm_decompress", "nm_linear", "nm_pack_weight", "nm_linear_packed", "quantize_rows",
+                   "int8_linear", "int8_pack_weight", "int8_linear_packed", "nm_int8_linear", "int8_weight_linear",
+                   "dwsep_conv2d"}
 
 
 @pytest.mark.parametrize(("bad", "first"), [

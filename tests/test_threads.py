@@ -44,6 +44,8 @@ def _large(op: str) -> tuple:
         "nm_compress": (nm_weight(N, K, 2, 4), 2, 4),
         "nm_decompress": (values, meta, 2, 4),
         "nm_linear": (rand(M, K), values, meta, 2, 4, rand(N)),
+        "nm_pack_weight": (values, meta, 2, 4),
+        "nm_linear_packed": (rand(M, K), torch.ops.effdl.nm_pack_weight(values, meta, 2, 4), N, rand(N)),
         "quantize_rows": (rand(64, 1024),),
         "int8_linear": (int8(M, K), scales(M), int8(N, K), scales(N), rand(N), None),
         "nm_int8_linear": (int8(M, K), scales(M), values_q, meta_q, 2, 4, scales(N), rand(N), None),

@@ -1,6 +1,6 @@
 // The CPU kernel cores as a table of function pointers, one table per
 // instruction-set level (isa.h). Every entry is a template of the core headers
-// (nm_linear.h, int8.h, int8_packed.h, nm_int8_linear.h, dwsep_tiled.h), the single source of
+// (nm_linear.h, nm_packed.h, int8.h, int8_packed.h, nm_int8_linear.h, dwsep_tiled.h), the single source of
 // each kernel, compiled once per level: kernel_table_<level>.cpp instantiates it
 // inside a wrapper carrying that level's target attribute, so the loops are
 // vectorised for it.
@@ -26,6 +26,11 @@ struct FloatKernels {
                                acc_t<T>* xt);
   // whether nm_linear_block reads xt for (M, n, m): the glue packs it only then, else passes null
   bool (*nm_reads_xt)(int64_t M, int n, int m);
+  // panels [p_begin, p_end) of nm_linear on 2:4 weights packed by nm_pack_panels (nm_packed.h)
+  bool (*nm_linear_packed_block)(const T* x, int64_t ldx, int64_t M, int64_t K, const T* packed, int64_t N,
+                                 const T* bias, T* y, int64_t ldy, int64_t p_begin, int64_t p_end);
+  // rows of x from which nm_linear_packed_block beats nm_linear_block on 2:4 (-1: never)
+  int64_t nm_packed_min_rows;
   void (*dwsep_conv2d_pixels)(const DwsepShape& s, const T* x, const DwsepPacked<acc_t<T>>& w,
                               Activation dw_act, Activation pw_act, T* y, int64_t p_begin,
                               int64_t p_end);

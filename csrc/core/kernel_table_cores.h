@@ -20,6 +20,7 @@
 #include "nm_linear.h"
 #include "nm_linear_bf16.h"
 #include "nm_linear_simd.h"
+#include "nm_packed.h"
 
 namespace effdl::core {
 namespace level_portable {

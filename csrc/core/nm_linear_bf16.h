@@ -19,6 +19,10 @@
 //     dense bf16 GEMM), and every loaded x register serves eight groups: a
 //     kernel that loaded one x vector per dot would be bound by loads at half
 //     the dot rate.
+//   packed: the lanes kernel on the panels of nm_packed.h (nm_linear_packed),
+//     whose pairs and lane-aligned nibbles make the per-chunk decode a load
+//     and three vector ops per group: what the lanes kernel pays most for at a
+//     dozen rows. Same sums, same order: the bits of the lanes kernel.
 // Sums are fp32, rounded to bf16 once with the bias added, as on the other
 // levels. vdpbf16ps treats bf16 subnormal inputs and fp32 subnormal results as
 // zero (the other levels keep them): a difference far below bf16's tolerance.
@@ -37,6 +41,7 @@
 #include "nm_format.h"
 #include "nm_linear.h"
 #include "nm_linear_simd.h"
+#include "nm_packed.h"
 
 #if EFFDL_X86_LEVELS
 #include <immintrin.h>
@@ -317,14 +322,15 @@ EFFDL_NMB_TARGET inline void lane_rows_n(int rows, const bf16* x, int64_t ldx, i
   }
 }
 
-// nm_linear_block's contract for 2:4, x read directly (any M). Columns go 32 at
-// a time (two vectors; the second may be short or empty).
-EFFDL_NMB_TARGET inline bool lane_block(const bf16* x, int64_t ldx, int64_t M, int64_t K, const bf16* values,
-                                        const uint8_t* meta, const bf16* bias, bf16* y, int64_t ldy,
-                                        int64_t o_begin, int64_t o_end) {
-  const int64_t groups = K / 4, kept = K / 2, mb = nm_meta_bytes(K);
-  for (int64_t o = o_begin; o < o_end; ++o)
-    if (!nm_meta_row_valid(meta + o * mb, K, 2, 4)) return false;
+// The lanes kernel's driver: output columns [o_begin, o_end) 32 at a time (two
+// vectors; the second may be short or empty), groups kLaneGroups at a time.
+// decode(o, L, g0, gn, wv, ix) fills the pairs and indices of the L <= 16
+// columns from o on (lane_decode's contract) and returns false to refuse the
+// weight. K > 0.
+template <typename Decode>
+EFFDL_NMB_TARGET inline bool lane_columns(const bf16* x, int64_t ldx, int64_t M, int64_t K, Decode&& decode,
+                                          const bf16* bias, bf16* y, int64_t ldy, int64_t o_begin, int64_t o_end) {
+  const int64_t groups = K / 4;
   __m512i wv[2 * kLaneGroups], ix[2 * kLaneGroups];
   std::vector<float> part(size_t(2 * M * 16));
   const int64_t ldp = M * 16;
@@ -333,7 +339,7 @@ EFFDL_NMB_TARGET inline bool lane_block(const bf16* x, int64_t ldx, int64_t M, i
     for (int64_t g0 = 0; g0 < groups; g0 += kLaneGroups) {
       const int64_t gn = std::min(kLaneGroups, groups - g0);
       for (int v = 0; v < 2; ++v)
-        lane_decode(values, meta, kept, mb, o0 + 16 * v, L[v], g0, gn, wv + v * kLaneGroups, ix + v * kLaneGroups);
+        if (!decode(o0 + 16 * v, L[v], g0, gn, wv + v * kLaneGroups, ix + v * kLaneGroups)) return false;
       // rows in near-equal blocks of at most 8: each block's accumulators are
       // its independent dot chains (a block of 2 would wait on their latency)
       const int64_t nblk = (M + 7) / 8;
@@ -355,6 +361,70 @@ EFFDL_NMB_TARGET inline bool lane_block(const bf16* x, int64_t ldx, int64_t M, i
     }
   }
   return true;
+}
+
+// nm_linear_block's contract for 2:4, x read directly (any M), K > 0.
+EFFDL_NMB_TARGET inline bool lane_block(const bf16* x, int64_t ldx, int64_t M, int64_t K, const bf16* values,
+                                        const uint8_t* meta, const bf16* bias, bf16* y, int64_t ldy,
+                                        int64_t o_begin, int64_t o_end) {
+  const int64_t kept = K / 2, mb = nm_meta_bytes(K);
+  for (int64_t o = o_begin; o < o_end; ++o)
+    if (!nm_meta_row_valid(meta + o * mb, K, 2, 4)) return false;
+  auto decode = [&](int64_t o, int L, int64_t g0, int64_t gn, __m512i* wv, __m512i* ix) EFFDL_NMB_TARGET {
+    lane_decode(values, meta, kept, mb, o, L, g0, gn, wv, ix);
+    return true;
+  };
+  return lane_columns(x, ldx, M, K, decode, bias, y, ldy, o_begin, o_end);
+}
+
+// -------------------------------------------------------------- packed
+
+// lane_decode's contract from a panel of nm_packed.h (the L live columns of the
+// panel at `panel`): the pairs are loaded as they lie, the indices come from
+// the lane-aligned nibble words (vpermd reads only an index's low four bits,
+// so a shift selects the group). Refuses a live nibble that is not a 2:4 mask:
+// kPairWords maps exactly those to 0. Prefetches the panel's next chunk, which
+// the dot work of this one hides. g0 % 8 == 0.
+EFFDL_NMB_TARGET inline bool packed_decode(const bf16* panel, int64_t K, int L, int64_t g0, int64_t gn,
+                                           __m512i* wv, __m512i* ix) {
+  if (L == 0) {  // an empty second vector: its sums are never stored
+    for (int64_t j = 0; j < gn; ++j) wv[j] = ix[j] = _mm512_setzero_si512();
+    return true;
+  }
+  const uint32_t* words = nm_panel_words(panel, K);
+  const __m512i pair_words = _mm512_loadu_si512(kPairWords.w);
+  const __mmask16 live = __mmask16((1u << L) - 1);
+  __mmask16 ok = live;
+  for (int64_t j8 = 0; j8 < gn; j8 += 8) {
+    const int64_t w = (g0 + j8) / kNmWordGroups;
+    const __m512i md = _mm512_loadu_si512(words + w * kNmPanelCols);
+    _mm_prefetch(reinterpret_cast<const char*>(words + (w + kLaneGroups / kNmWordGroups) * kNmPanelCols), _MM_HINT_T0);
+    const int cnt = int(std::min<int64_t>(8, gn - j8));
+    for (int jj = 0; jj < cnt; ++jj) {
+      const int64_t g = g0 + j8 + jj;
+      const __m512i pw = _mm512_maskz_permutexvar_epi32(kAll16, _mm512_maskz_srl_epi32(kAll16, md, _mm_cvtsi32_si128(4 * jj)), pair_words);
+      ok = _mm512_mask_test_epi32_mask(ok, pw, pw);
+      ix[j8 + jj] = _mm512_add_epi16(pw, _mm512_set1_epi16(int16_t(4 * jj)));
+      wv[j8 + jj] = _mm512_loadu_si512(panel + g * 2 * kNmPanelCols);
+      _mm_prefetch(reinterpret_cast<const char*>(panel + (g + kLaneGroups) * 2 * kNmPanelCols), _MM_HINT_T0);
+    }
+  }
+  return ok == live;
+}
+
+// nm_linear_packed_block's contract (nm_packed.h) for bf16: the lanes kernel on
+// the packed panels, the same sums in the same order as lane_block on the
+// canonical weight, so the two agree bit for bit.
+EFFDL_NMB_TARGET inline bool packed_block_bf16(const bf16* x, int64_t ldx, int64_t M, int64_t K, const bf16* packed,
+                                               int64_t N, const bf16* bias, bf16* y, int64_t ldy, int64_t p_begin,
+                                               int64_t p_end) {
+  if (K == 0) return nm_linear_packed_block(x, ldx, M, K, packed, N, bias, y, ldy, p_begin, p_end);
+  const int64_t cols = nm_packed_cols(K, sizeof(bf16));
+  auto decode = [&](int64_t o, int L, int64_t g0, int64_t gn, __m512i* wv, __m512i* ix) EFFDL_NMB_TARGET {
+    return packed_decode(packed + o / kNmPanelCols * cols, K, L, g0, gn, wv, ix);
+  };
+  return lane_columns(x, ldx, M, K, decode, bias, y, ldy, p_begin * kNmPanelCols,
+                      std::min(N, p_end * kNmPanelCols));
 }
 
 // Both 2:4 kernels read x directly: no packed xt for them.
@@ -398,6 +468,30 @@ constexpr auto nm_linear_pick() {
 }
 template <Isa L, typename T>
 constexpr auto nm_linear_kernel = nm_linear_pick<L, T>();
+
+// The nm_linear_packed core of each level's table, and the rows of x from
+// which it beats the level's nm_linear core (-1: never; the module then keeps
+// the canonical path): the lanes kernel for bf16 on avx512_bf16, where the
+// direct kernel wins up to kDirectMaxRows; the portable template elsewhere.
+template <Isa L, typename T>
+constexpr auto nm_linear_packed_pick() {
+#if EFFDL_X86_LEVELS
+  if constexpr (std::is_same_v<T, bf16> && L >= Isa::kAvx512Bf16) return &nm_bf16dot::packed_block_bf16;
+  else return &nm_linear_packed_block<T>;
+#else
+  return &nm_linear_packed_block<T>;
+#endif
+}
+template <Isa L, typename T>
+constexpr auto nm_linear_packed_kernel = nm_linear_packed_pick<L, T>();
+
+template <Isa L, typename T>
+constexpr int64_t nm_packed_min_rows() {
+#if EFFDL_X86_LEVELS
+  if constexpr (std::is_same_v<T, bf16> && L >= Isa::kAvx512Bf16) return nm_bf16dot::kDirectMaxRows + 1;
+#endif
+  return -1;
+}
 
 // Whether the level's nm_linear core reads the packed xt (KernelTable::nm_reads_xt).
 template <Isa L, typename T>

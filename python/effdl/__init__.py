@@ -36,6 +36,8 @@ from effdl.ops import (
     nm_decompress,
     nm_int8_linear,
     nm_linear,
+    nm_linear_packed,
+    nm_pack_weight,
     quantize_rows,
 )
 from effdl.plan import apply_plan, make_plan
@@ -64,6 +66,8 @@ __all__ = [
     "nm_decompress",
     "nm_int8_linear",
     "nm_linear",
+    "nm_linear_packed",
+    "nm_pack_weight",
     "ops",
     "plan",
     "prune",

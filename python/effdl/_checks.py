@@ -76,6 +76,49 @@ def nm_linear(x, values, meta, n, m, bias) -> int:
     return K
 
 
+# nm_pack_weight's panels (csrc/core/nm_packed.h): 16 output columns, a pair per column per
+# group of 4, then per 8 groups one 64-byte block of the columns' keep-nibbles
+NM_PANEL_COLS = 16
+NM_WORD_GROUPS = 8
+NM_BLOCK_BYTES = 64
+
+
+def nm_packed_shape(N: int, K: int, dtype: torch.dtype) -> list[int]:
+    """The shape of ``nm_pack_weight`` of a ``[N, K]`` 2:4 weight of ``dtype``: one row per panel
+    of 16 output columns, holding ``32 * K/4`` values and ``ceil(K/32)`` 64-byte nibble blocks."""
+    G = K // 4
+    elem = torch.empty((), dtype=dtype).element_size()
+    return [-(-N // NM_PANEL_COLS), G * 2 * NM_PANEL_COLS + -(-G // NM_WORD_GROUPS) * (NM_BLOCK_BYTES // elem)]
+
+
+def nm_pack_weight(values, meta, n, m) -> int:
+    """Returns K."""
+    K = nm_storage(values, meta, n, m, "nm_pack_weight")
+    torch._check(n == 2 and m == 4, lambda: f"effdl.nm_pack_weight: the packed layout is for 2:4 weights, got {n}:{m} "
+                                            "(use effdl.ops.nm_linear on the canonical values and meta)")
+    return K
+
+
+def nm_linear_packed(x, packed, N, bias) -> int:
+    """Returns K."""
+    op = "nm_linear_packed"
+    torch._check(x.dim() >= 1 and x.dtype in FLOATS,
+                 lambda: f"effdl.nm_linear_packed: x must be a float32, float64, bfloat16 or float16 tensor [*, K], "
+                         f"got {x.dtype} of shape {list(x.shape)}")
+    K = x.shape[-1]
+    torch._check(K % 4 == 0, lambda: f"effdl.nm_linear_packed: x's last dim K={K} must be a multiple of 4 (2:4 weights)")
+    torch._check(N >= 0, lambda: f"effdl.nm_linear_packed: N must be >= 0, got {N}")
+    want = nm_packed_shape(N, K, x.dtype)
+    torch._check(packed.dtype == x.dtype and list(packed.shape) == want,
+                 lambda: f"effdl.nm_linear_packed: packed must be the {x.dtype} tensor of shape {want} that nm_pack_weight "
+                         f"makes of a [{N}, {K}] 2:4 weight (K from x), got {packed.dtype} of shape {list(packed.shape)}")
+    _same_device(x, "x", packed, "packed", op)
+    _vector(bias, "bias", N, x, op)
+    if bias is not None:
+        torch._check(bias.dtype == x.dtype, lambda: f"effdl.nm_linear_packed: bias dtype {bias.dtype} must match x dtype {x.dtype}")
+    return K
+
+
 def quantize_rows(x: torch.Tensor) -> None:
     torch._check(x.dim() >= 1, lambda: "effdl.quantize_rows: x must have at least 1 dim [*, K], got a scalar")
     torch._check(x.dtype in ACT_FLOATS, lambda: f"effdl.quantize_rows: x must be float32, bfloat16 or float16, got {x.dtype}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 from functools import cache
 
-import torch  # noqa: F401  (the extension links against torch's libraries)
+import torch  # also: the extension links against torch's libraries, load it first
 
 C = None
 load_error: str | None = None
@@ -50,3 +50,10 @@ def cpu_peak_rate(kind: str, seconds: float = 0.2) -> float | None:
     each running a register-only loop for about ``seconds`` at the CPU kernel level in
     use. None where that level has no instruction for it, or without the extension."""
     return None if C is None else C.cpu_peak_rate(kind, seconds)
+
+
+def nm_packed_min_rows(dtype: torch.dtype) -> int:
+    """Rows of x from which :func:`effdl.ops.nm_linear_packed` beats :func:`effdl.ops.nm_linear` on
+    2:4 weights of ``dtype`` at the CPU kernel level in use; -1 where it never does (that level has
+    no vector kernel for the packed layout), or without the extension."""
+    return -1 if C is None else int(C.nm_packed_min_rows(str(dtype).removeprefix("torch.")))

@@ -28,6 +28,8 @@ OPS = (
     "nm_compress",
     "nm_decompress",
     "nm_linear",
+    "nm_pack_weight",
+    "nm_linear_packed",
     "quantize_rows",
     "int8_linear",
     "int8_pack_weight",
@@ -36,8 +38,9 @@ OPS = (
     "int8_weight_linear",
     "dwsep_conv2d",
 )
-# ops on the CPU's own packed weight layout: no GPU kernel of any kind (GPUs run int8_linear)
-CPU_LAYOUT_OPS = frozenset({"int8_pack_weight", "int8_linear_packed"})
+# ops on the CPU's own packed weight layouts: no GPU kernel of any kind (GPUs run int8_linear
+# and nm_linear on the canonical tensors)
+CPU_LAYOUT_OPS = frozenset({"int8_pack_weight", "int8_linear_packed", "nm_pack_weight", "nm_linear_packed"})
 # ops whose native kernels exist for the CPU only (today exactly the CPU-layout ops): on a GPU
 # "auto" takes Triton where it has a kernel, else the reference
 CPU_ONLY_OPS = CPU_LAYOUT_OPS

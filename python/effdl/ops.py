@@ -76,6 +76,30 @@ def nm_linear(
     return _route("nm_linear", x.device)(x, values, meta, n, m, bias)
 
 
+def nm_pack_weight(values: torch.Tensor, meta: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
+    """Prepack a 2:4 weight (``values [N, K/2]`` + ``meta``) for :func:`nm_linear_packed` (CPU only).
+
+    Returns ``values.dtype`` ``[ceil(N/16), 32 * K/4 + (64 / itemsize) * ceil(K/32)]``: panels of
+    16 output columns holding each group's 16 kept pairs side by side, then the columns'
+    keep-nibbles lane by lane — what the vector kernel reads without decoding. ``meta`` is
+    validated; other N:M patterns are refused. A derived, backend-specific layout: cache it
+    (``SparseLinear`` does, per device), never save it.
+    """
+    return _route("nm_pack_weight", values.device)(values, meta, n, m)
+
+
+def nm_linear_packed(x: torch.Tensor, packed: torch.Tensor, N: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`nm_linear` with the 2:4 weight given as ``packed = nm_pack_weight(values, meta)`` (CPU only).
+
+    ``x [*, K]`` and ``bias [N]`` in ``packed``'s dtype; ``K`` is ``x``'s last dim. The result is
+    :func:`nm_linear`'s (fp32 sums; on the ``avx512_bf16`` level bf16 runs the same kernel on both
+    layouts, bit for bit). A packed tensor whose nibbles are not 2:4 masks raises. Inference only:
+    gradients need :func:`nm_linear` on the canonical tensors. Pays from
+    ``effdl._ext.nm_packed_min_rows(dtype)`` rows of ``x`` on (-1: never at this CPU level).
+    """
+    return _route("nm_linear_packed", x.device)(x, packed, N, bias)
+
+
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Dynamic symmetric int8 quantization of each row of ``x[*, K]``.
 
@@ -219,6 +243,16 @@ if _ext.available():
     def _nm_linear_fake(x, values, meta, n, m, bias=None):
         _checks.nm_linear(x, values, meta, n, m, bias)
         return x.new_empty(_linear_out_shape(x, values.shape[0]))
+
+    @torch.library.register_fake("effdl::nm_pack_weight")
+    def _nm_pack_weight_fake(values, meta, n, m):
+        K = _checks.nm_pack_weight(values, meta, n, m)
+        return values.new_empty(_checks.nm_packed_shape(values.shape[0], K, values.dtype))
+
+    @torch.library.register_fake("effdl::nm_linear_packed")
+    def _nm_linear_packed_fake(x, packed, N, bias=None):
+        _checks.nm_linear_packed(x, packed, N, bias)
+        return x.new_empty(_linear_out_shape(x, N))
 
     @torch.library.register_fake("effdl::quantize_rows")
     def _quantize_rows_fake(x):

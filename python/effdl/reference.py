@@ -54,6 +54,55 @@ def nm_linear(x, values, meta, n: int, m: int, bias=None):
     return y.to(x.dtype)
 
 
+def nm_pack_weight(values: torch.Tensor, meta: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """A 2:4 weight (``values[N, K/2]`` + ``meta``) -> the panels of ``nm_linear_packed``
+    (``values.dtype``, ``[ceil(N/16), 32 K/4 + (64 / itemsize) ceil(K/32)]``): per 16 output
+    columns, each group's 16 kept pairs side by side, then per 8 groups 16 little-endian uint32
+    words holding each column's keep-nibbles (group 8w + j in bits 4j..4j+3). Zero past N."""
+    K = _checks.nm_pack_weight(values, meta, n, m)
+    _valid_mask_k(values, meta, n, m, "nm_pack_weight")
+    N, G, C = values.shape[0], K // 4, _checks.NM_PANEL_COLS
+    P, W = -(-N // C), -(-G // _checks.NM_WORD_GROUPS)
+    pairs = torch.zeros(P * C, G, 2, dtype=values.dtype, device=values.device)
+    pairs[:N] = values.reshape(N, G, 2)
+    pairs = pairs.view(P, C, G, 2).transpose(1, 2).reshape(P, G * 2 * C)
+    nib = torch.zeros(P * C, W * _checks.NM_WORD_GROUPS, dtype=torch.int64, device=values.device)
+    bits = torch.stack([meta & 15, meta >> 4], dim=-1).reshape(N, 2 * meta.shape[1])[:, :G].long()  # a nibble per group
+    nib[:N, :G] = bits
+    shifts = 4 * torch.arange(_checks.NM_WORD_GROUPS, device=values.device)
+    words = (nib.view(P * C, W, _checks.NM_WORD_GROUPS) << shifts).sum(-1)  # [P*16, W], < 2**32
+    words = words.view(P, C, W).transpose(1, 2).reshape(P, W * C)
+    word_bytes = torch.stack([(words >> (8 * b)) & 255 for b in range(4)], dim=-1).to(torch.uint8)
+    blocks = word_bytes.reshape(P, W * C * 4).view(values.dtype) if W else values.new_zeros(P, 0)
+    return torch.cat([pairs, blocks], dim=1)
+
+
+def nm_unpack_weight(packed: torch.Tensor, N: int, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 2:4 ``(values[N, K/2], meta[N, ceil(K/8)])`` whose :func:`nm_pack_weight` is ``packed``."""
+    G, C = K // 4, _checks.NM_PANEL_COLS
+    P, W = packed.shape[0], -(-G // _checks.NM_WORD_GROUPS)
+    pairs = packed[:, : G * 2 * C].reshape(P, G, C, 2).transpose(1, 2).reshape(P * C, G * 2)
+    word_bytes = packed[:, G * 2 * C:].contiguous().view(torch.uint8).reshape(P, W, C, 4).long()
+    words = (word_bytes << (8 * torch.arange(4, device=packed.device))).sum(-1)  # [P, W, 16]
+    words = words.transpose(1, 2).reshape(P * C, W)
+    shifts = 4 * torch.arange(_checks.NM_WORD_GROUPS, device=packed.device)
+    nib = ((words.unsqueeze(-1) >> shifts) & 15).reshape(P * C, W * _checks.NM_WORD_GROUPS)[:N, :G]
+    nib = torch.cat([nib, nib.new_zeros(N, G % 2)], dim=1)  # an odd last group fills half a byte
+    meta = (nib[:, 0::2] | (nib[:, 1::2] << 4)).to(torch.uint8)
+    return pairs[:N].contiguous(), meta
+
+
+def nm_linear_packed(x, packed, N: int, bias=None):
+    """:func:`nm_linear` with the 2:4 weight given as its :func:`nm_pack_weight` (``K`` from ``x``)."""
+    K = _checks.nm_linear_packed(x, packed, N, bias)
+    values, meta = nm_unpack_weight(packed, N, K)
+    try:
+        return nm_linear(x, values, meta, 2, 4, bias)
+    except RuntimeError as exc:
+        raise RuntimeError("effdl.nm_linear_packed: packed is not a 2:4 weight packed by nm_pack_weight "
+                           f"({exc})") from None
+
+
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Dynamic symmetric int8 per row of ``x[*, K]``: ``(q int8 [*, K], scale fp32 [*])``."""
     _checks.quantize_rows(x)

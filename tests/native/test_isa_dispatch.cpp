@@ -116,7 +116,8 @@ void test_select_from_env() {
 
 template <typename T>
 bool complete(const FloatKernels<T>& k) {
-  return k.nm_linear_block && k.nm_pack_x_transposed && k.nm_reads_xt && k.dwsep_conv2d_pixels;
+  return k.nm_linear_block && k.nm_pack_x_transposed && k.nm_reads_xt && k.nm_linear_packed_block &&
+         k.dwsep_conv2d_pixels;
 }
 template <typename T>
 bool complete(const Int8Kernels<T>& k) {

@@ -10,6 +10,9 @@
 //   every one of the six kept pairs, rows of a single pair, groups of zeros
 //   (the format's padded kept zeros), bias or none
 //   a corrupt mask (three bits in a group, a bit past K) is refused
+// The same problems through nm_linear_packed_block on the weight packed by
+// nm_pack_panels: right, bit for bit nm_linear_block's above its direct rows,
+// and a packed nibble with three bits refused.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -22,6 +25,7 @@
 #include "core/isa.h"
 #include "core/kernel_table.h"
 #include "core/nm_format.h"
+#include "core/nm_packed.h"
 
 using namespace effdl::core;
 
@@ -82,12 +86,33 @@ std::vector<std::pair<int64_t, int64_t>> chunks(int64_t N, std::mt19937& rng) {
 
 constexpr uint16_t kPoison = 0x7fa5;  // a NaN no kernel writes
 
-void check(const KernelTable& t, const Problem& p, bool with_bias, std::mt19937& rng, const char* what) {
-  const bf16* bias = with_bias ? p.bias.data() : nullptr;
+// y of nm_linear_block on the canonical weight, the output columns split into
+// uneven chunks, poisoned first.
+std::vector<bf16> run_canonical(const KernelTable& t, const Problem& p, const bf16* bias, std::mt19937& rng) {
   std::vector<bf16> y(size_t(std::max<int64_t>(p.M * p.ldy, 1)), bf16{kPoison});
   for (auto [ob, oe] : chunks(p.N, rng))
     CHECK(t.floats<bf16>().nm_linear_block(p.x.data(), p.ldx, nullptr, p.M, p.K, p.values.data(),
                                            p.meta.data(), 2, 4, bias, y.data(), p.ldy, ob, oe));
+  return y;
+}
+
+std::vector<bf16> pack(const Problem& p) {
+  std::vector<bf16> packed(size_t(std::max<int64_t>(nm_packed_panels(p.N) * nm_packed_cols(p.K, 2), 1)));
+  CHECK(nm_pack_panels(p.values.data(), p.meta.data(), p.N, p.K, packed.data(), 0, nm_packed_panels(p.N)) < 0);
+  return packed;
+}
+
+// y of nm_linear_packed_block on the packed weight, the panels split into uneven chunks.
+std::vector<bf16> run_packed(const KernelTable& t, const Problem& p, const std::vector<bf16>& packed,
+                             const bf16* bias, std::mt19937& rng) {
+  std::vector<bf16> y(size_t(std::max<int64_t>(p.M * p.ldy, 1)), bf16{kPoison});
+  for (auto [pb, pe] : chunks(nm_packed_panels(p.N), rng))
+    CHECK(t.floats<bf16>().nm_linear_packed_block(p.x.data(), p.ldx, p.M, p.K, packed.data(), p.N, bias, y.data(),
+                                                  p.ldy, pb, pe));
+  return y;
+}
+
+void check(const Problem& p, const bf16* bias, const std::vector<bf16>& y, const char* what) {
   bool ok = true;
   for (int64_t i = 0; i < p.M && ok; ++i) {
     for (int64_t o = 0; o < p.N && ok; ++o) {
@@ -101,10 +126,24 @@ void check(const KernelTable& t, const Problem& p, bool with_bias, std::mt19937&
       // one bf16 rounding of the result, fp32 rounding of the sum
       ok = CHECK_MSG(std::fabs(got - sum) <= std::fabs(sum) * 0x1p-8 + mag * 1e-6 + 1e-30,
                      "%s M=%lld K=%lld N=%lld bias=%d [%lld,%lld]: got %.9g want %.9g", what,
-                     (long long)p.M, (long long)p.K, (long long)p.N, int(with_bias), (long long)i,
+                     (long long)p.M, (long long)p.K, (long long)p.N, int(bias != nullptr), (long long)i,
                      (long long)o, got, sum);
     }
     for (int64_t o = p.N; o < p.ldy && ok; ++o) ok = CHECK(y[size_t(i * p.ldy + o)].bits == kPoison);
+  }
+}
+
+// Both layouts against the double sums; where the packed kernel is the level's
+// fast path (from nm_packed_min_rows rows) it is nm_linear's kernel: the same bits.
+void check_both(const KernelTable& t, const Problem& p, bool with_bias, std::mt19937& rng, const char* what) {
+  const bf16* bias = with_bias ? p.bias.data() : nullptr;
+  const std::vector<bf16> canonical = run_canonical(t, p, bias, rng);
+  check(p, bias, canonical, what);
+  const std::vector<bf16> packed = run_packed(t, p, pack(p), bias, rng);
+  check(p, bias, packed, what);
+  if (p.M >= t.floats<bf16>().nm_packed_min_rows) {
+    bool same = true;
+    for (size_t j = 0; j < packed.size() && same; ++j) same = CHECK(packed[j].bits == canonical[j].bits);
   }
 }
 
@@ -115,6 +154,13 @@ void check_refused(const KernelTable& t, const Problem& p) {
   bad[size_t(row * mb)] = uint8_t((bad[size_t(row * mb)] & 0xf0) | 0x07);  // three bits in group 0
   CHECK(!t.floats<bf16>().nm_linear_block(p.x.data(), p.ldx, nullptr, p.M, p.K, p.values.data(), bad.data(),
                                           2, 4, nullptr, y.data(), p.ldy, 0, p.N));
+  // a packed nibble of a live column with three bits
+  std::vector<bf16> packed = pack(p);
+  const int64_t cols = nm_packed_cols(p.K, 2), G = p.K / 4;
+  uint8_t* words = reinterpret_cast<uint8_t*>(packed.data() + row / 16 * cols + G * 32);
+  words[4 * (row % 16)] |= 0x07;
+  CHECK(!t.floats<bf16>().nm_linear_packed_block(p.x.data(), p.ldx, p.M, p.K, packed.data(), p.N, nullptr, y.data(),
+                                                 p.ldy, 0, nm_packed_panels(p.N)));
   if (p.K % 8 != 0) {  // a bit past K in the last byte
     bad = p.meta;
     bad[size_t(row * mb + mb - 1)] |= 0x80;
@@ -142,15 +188,15 @@ int main() {
     for (int64_t K : Ks) {
       const int64_t N = Ns[size_t(M + K) % 5];
       const Problem p = make(rng, M, K, N, -1);
-      check(*t, p, true, rng, "random pairs");
-      check(*t, p, false, rng, "random pairs");
+      check_both(*t, p, true, rng, "random pairs");
+      check_both(*t, p, false, rng, "random pairs");
       if (K >= 8 && N > 1) check_refused(*t, p);
     }
   for (int pattern = 0; pattern <= 6; ++pattern)
     for (int64_t M : {3, 30})
       for (int64_t K : {36, 260}) {
         const Problem p = make(rng, M, K, 19, pattern);
-        check(*t, p, true, rng, pattern < 6 ? "one pair" : "pairs in turn");
+        check_both(*t, p, true, rng, pattern < 6 ? "one pair" : "pairs in turn");
       }
   return effdl_test::finish("test_nm_linear_bf16");
 }

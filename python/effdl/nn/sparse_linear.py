@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from effdl import backends, formats, ops
+from effdl import _ext, backends, formats, ops
 from effdl.nn._format import (
     FORMAT_VERSION,
     check_loaded_pattern,
@@ -27,6 +27,14 @@ class SparseLinear(nn.Module):
     ``in_features`` must be a multiple of ``m``.
 
     Input ``[*, in_features]`` in the parameters' dtype; output ``[*, out_features]``.
+
+    On CPU, for 2:4 weights, inference (no gradient to compute) and at least
+    ``effdl._ext.nm_packed_min_rows(dtype)`` rows of input, the layer multiplies
+    with the weight prepacked by :func:`effdl.ops.nm_pack_weight` (today: bfloat16
+    on the ``avx512_bf16`` CPU level, from 13 rows): packed on first use, cached
+    per device, repacked whenever ``values`` or ``meta`` is replaced or modified in
+    place (their version counters; writes through ``.data`` bypass them, so call
+    :meth:`drop_packed_weight` after those), never part of ``state_dict``.
     """
 
     def __init__(
@@ -64,6 +72,7 @@ class SparseLinear(nn.Module):
         self.register_buffer("nm_pattern", torch.tensor([n, m], dtype=torch.int32, device=dense.device))
         register_format_version(self)
         self.format_version = self.format_version.to(dense.device)
+        self._packed: dict[torch.device, tuple] = {}
 
     @classmethod
     def from_dense(cls, linear: nn.Linear, n: int = 2, m: int = 4) -> SparseLinear:
@@ -97,7 +106,45 @@ class SparseLinear(nn.Module):
                 lin.bias.copy_(self.bias)
         return lin
 
+    def _apply(self, fn, recurse=True):
+        self.drop_packed_weight()  # a new device or dtype needs a new packing
+        return super()._apply(fn, recurse)
+
+    def drop_packed_weight(self) -> None:
+        """Forget the cached prepacked weights (the next packed forward repacks)."""
+        self._packed = {}
+
+    def packed_weight(self) -> torch.Tensor:
+        """``nm_pack_weight(values, meta)``, cached per device while both are the same tensors at the
+        same versions. 2:4 only."""
+        values, meta = self.values, self.meta
+        if "_packed" not in self.__dict__:  # a module unpickled from before the cache existed
+            self._packed = {}
+        cached = self._packed.get(values.device)
+        if (cached is not None and cached[0] is values and cached[1] == values._version and cached[2] is meta
+                and cached[3] == meta._version):
+            return cached[4]
+        packed = ops.nm_pack_weight(values.detach(), meta, self.n, self.m)
+        # holding the tensors themselves (not their addresses) keeps freed ones from matching new ones
+        self._packed[values.device] = (values, values._version, meta, meta._version, packed)
+        return packed
+
+    def _uses_packed(self, x: torch.Tensor) -> bool:
+        # the CPU kernels, eagerly (the cache is Python state: a compiled graph takes nm_linear),
+        # without autograd (the packed op has none) and where the level's packed kernel pays
+        if not (self.n == 2 and self.m == 4 and x.device.type == "cpu" and x.dtype == self.values.dtype
+                and x.dim() >= 1 and x.shape[-1] == self.in_features and backends.get_backend() in ("auto", "cpu") and backends.native_built("cpu")
+                and not torch.compiler.is_compiling()):
+            return False
+        params = (x, self.values) if self.bias is None else (x, self.values, self.bias)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in params):
+            return False
+        min_rows = _ext.nm_packed_min_rows(x.dtype)
+        return 0 <= min_rows <= (x.numel() // self.in_features if self.in_features else 0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._uses_packed(x):
+            return ops.nm_linear_packed(x, self.packed_weight(), self.out_features, self.bias)
         return ops.nm_linear(x, self.values, self.meta, self.n, self.m, self.bias)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
