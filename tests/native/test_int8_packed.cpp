@@ -8,9 +8,11 @@
 //   K = kInt8MaxK with extreme values (q = -128 or w = -128 included), where
 //   the VNNI shift passes 2^31 and the AVX2 split must not saturate
 //   scales + bias in fp32 / bf16 / fp16: int8_epilogue of the exact sums, bit for bit
+#include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "check.h"
@@ -20,20 +22,17 @@
 #include "core/isa.h"
 #include "core/kernel_table.h"
 #include "int8_problem.h"
+#include "levels.h"
 
 using namespace effdl::core;
+using namespace effdl_test;
 
 namespace {
 
-using effdl_test::bits_of;
-using effdl_test::chunks;
-using effdl_test::poison;
-using effdl_test::Rng;
-using effdl_test::sz;
 constexpr int64_t kMaxChunk = 5;  // panels per chunk
 
 // An int8 problem and its packed weight (the pack itself cut into uneven chunks).
-struct Problem : effdl_test::Int8Problem {
+struct Problem : Int8Problem {
   std::vector<int8_t> packed;
 
   void pack(Rng& rng) {
@@ -44,7 +43,7 @@ struct Problem : effdl_test::Int8Problem {
 };
 
 Problem make_problem(Rng& rng, int64_t M, int64_t K, int64_t N) {
-  Problem p{effdl_test::random_int8_problem(rng, M, K, N), {}};
+  Problem p{random_int8_problem(rng, M, K, N), {}};
   p.pack(rng);
   return p;
 }
@@ -72,31 +71,20 @@ void check_pack(const Problem& p) {
 }
 
 template <typename Out>
-void run(const KernelTable& t, const Problem& p, const float* qs, const float* ws, const float* bias,
-         std::vector<Out>& out, Rng& rng) {
+void run(const KernelTable& t, const Problem& p, const Int8Scales& sc, const float* bias, std::vector<Out>& out,
+         Rng& rng) {
   out.assign(sz(std::max<int64_t>(p.M * p.ldo, 1)), poison<Out>());
   for (auto [b, e] : chunks(packed_panels(p.N), rng, kMaxChunk))
-    t.int8<Out>().int8_linear_packed_block(p.q.data(), p.ldq, qs, p.M, p.K, p.packed.data(), p.N, ws, bias,
-                                           out.data(), p.ldo, b, e);
+    t.int8<Out>().int8_linear_packed_block(p.q.data(), p.ldq, sc.q_scale.data(), p.M, p.K, p.packed.data(), p.N,
+                                           sc.w_scale.data(), bias, out.data(), p.ldo, b, e);
 }
 
 // Unit scales, no bias: the int32 sum itself, exactly; the poisoned padding
 // columns of each output row stay untouched.
 void check_exact(const KernelTable& t, const Problem& p, Rng& rng, const char* what) {
-  std::vector<float> ones_m(sz(std::max<int64_t>(p.M, 1)), 1.f), ones_n(sz(std::max<int64_t>(p.N, 1)), 1.f);
   std::vector<float> out;
-  run<float>(t, p, ones_m.data(), ones_n.data(), nullptr, out, rng);
-  bool ok = true;
-  for (int64_t i = 0; i < p.M && ok; ++i) {
-    for (int64_t o = 0; o < p.N && ok; ++o) {
-      const int64_t want = p.acc[sz(i * p.N + o)];
-      const float got = out[sz(i * p.ldo + o)];
-      ok = CHECK_MSG(got == float(want), "%s %s M=%lld K=%lld N=%lld [%lld,%lld]: got %.17g want %lld",
-                     isa_name(t.isa), what, (long long)p.M, (long long)p.K, (long long)p.N, (long long)i,
-                     (long long)o, double(got), (long long)want);
-    }
-    for (int64_t o = p.N; o < p.ldo && ok; ++o) ok = CHECK(bits_of(out[sz(i * p.ldo + o)]) == bits_of(poison<float>()));
-  }
+  run<float>(t, p, unit_scales(p.M, p.N), nullptr, out, rng);
+  check_sums((std::string(isa_name(t.isa)) + " " + what).c_str(), p, out);
 }
 
 void test_shapes(const KernelTable& t, Rng& rng) {
@@ -131,16 +119,16 @@ void test_int32_bound(const KernelTable& t, Rng& rng) {
     Problem p{{3, K, 18, K, 18, std::vector<int8_t>(sz(3 * K)), std::vector<int8_t>(sz(18 * K)), {}}, {}};
     for (int64_t k = 0; k < K; ++k) {
       p.q[sz(k)] = p.q[sz(K + k)] = (k % 2) ? pat.q_odd : pat.q_even;
-      p.q[sz(2 * K + k)] = int8_t(rng() % 256 - 128);
+      p.q[sz(2 * K + k)] = random_byte(rng);
     }
     for (int64_t o = 0; o < 18; ++o)
-      for (int64_t k = 0; k < K; ++k) p.wq[sz(o * K + k)] = (o == 17) ? int8_t(rng() % 256 - 128) : pat.w;
+      for (int64_t k = 0; k < K; ++k) p.wq[sz(o * K + k)] = (o == 17) ? random_byte(rng) : pat.w;
     p.reference();
     p.pack(rng);
     CHECK(std::abs(p.acc[0]) < (int64_t(1) << 31) && float(p.acc[0]) == double(p.acc[0]));
     // the random row / column may need more than 24 bits: compare the rest only
-    std::vector<float> ones_m(3, 1.f), ones_n(18, 1.f), out;
-    run<float>(t, p, ones_m.data(), ones_n.data(), nullptr, out, rng);
+    std::vector<float> out;
+    run<float>(t, p, unit_scales(3, 18), nullptr, out, rng);
     for (int64_t i = 0; i < 2; ++i)
       for (int64_t o = 0; o < 17; ++o)
         CHECK_MSG(out[sz(i * 18 + o)] == float(p.acc[sz(i * 18 + o)]), "%s K=kInt8MaxK pattern (%d,%d,%d)",
@@ -148,24 +136,17 @@ void test_int32_bound(const KernelTable& t, Rng& rng) {
   }
 }
 
+// Scales and bias, every output type: int8_epilogue of the exact sums, bit for bit.
 template <typename Out>
 void test_epilogue(const KernelTable& t, Rng& rng) {
   const Problem p = make_problem(rng, 6, 200, 37);
-  const effdl_test::Int8Scales sc = effdl_test::random_scales(rng, p.M, p.N);
-  const std::vector<float>& qs = sc.q_scale;
-  const std::vector<float>& ws = sc.w_scale;
-  const std::vector<float>& bias = sc.bias;
+  const Int8Scales sc = random_scales(rng, p.M, p.N);
+  const std::string what = std::string(isa_name(t.isa)) + " epilogue";
   for (int with_bias = 0; with_bias < 2; ++with_bias) {
-    const float* b = with_bias ? bias.data() : nullptr;
+    const float* b = with_bias ? sc.bias.data() : nullptr;
     std::vector<Out> got;
-    run<Out>(t, p, qs.data(), ws.data(), b, got, rng);
-    for (int64_t i = 0; i < p.M; ++i)
-      for (int64_t o = 0; o < p.N; ++o) {
-        const Out want =
-            int8_epilogue<Out>(int32_t(p.acc[sz(i * p.N + o)]), qs[sz(i)], ws[sz(o)], b ? b + o : nullptr);
-        CHECK_MSG(bits_of(got[sz(i * p.ldo + o)]) == bits_of(want), "%s epilogue (%zu-byte output, bias %d) [%lld,%lld]",
-                  isa_name(t.isa), sizeof(Out), with_bias, (long long)i, (long long)o);
-      }
+    run<Out>(t, p, sc, b, got, rng);
+    check_epilogue<Out>(what.c_str(), p.M, p.N, p.acc, sc, b, got, p.ldo);
   }
 }
 
@@ -173,12 +154,10 @@ void test_epilogue(const KernelTable& t, Rng& rng) {
 
 int main() {
   Rng rng(20261130);
-  effdl_test::for_each_level([&](const KernelTable& t) {
+  for_each_level([&](const KernelTable& t) {
     test_shapes(t, rng);
     test_int32_bound(t, rng);
-    test_epilogue<float>(t, rng);
-    test_epilogue<bf16>(t, rng);
-    test_epilogue<fp16>(t, rng);
+    for_each_out_type([&](auto out) { test_epilogue<decltype(out)>(t, rng); });
   });
   return effdl_test::finish("test_int8_packed");
 }

@@ -8,11 +8,8 @@
 //   K = kInt8MaxK with all-extreme values (-128 x -128, 127 x -128, ...), where
 //   the shifted sums pass 2^31 and only wrap-around makes the result exact
 //   scales + bias in fp32 / bf16 / fp16: the same epilogue as the portable core
+#include <algorithm>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <random>
-#include <utility>
 #include <vector>
 
 #include "check.h"
@@ -21,55 +18,46 @@
 #include "core/isa.h"
 #include "core/kernel_table.h"
 #include "int8_problem.h"
+#include "levels.h"
 
 using namespace effdl::core;
+using namespace effdl_test;
 
 namespace {
 
-using effdl_test::bits_of;
-using effdl_test::chunks;
-using effdl_test::poison;
-using effdl_test::Rng;
-using effdl_test::sz;
-using Problem = effdl_test::Int8Problem;
+using Problem = Int8Problem;
 constexpr int64_t kMaxChunk = 11;
 
-Problem random_problem(Rng& rng, int64_t M, int64_t K, int64_t N) { return effdl_test::random_int8_problem(rng, M, K, N); }
+// The kernel as the glue calls it: output columns in uneven chunks, outputs poisoned first.
+template <typename Out>
+void run(const KernelTable& t, const Problem& p, const Int8Scales& sc, const float* bias, std::vector<Out>& out,
+         Rng& rng) {
+  out.assign(sz(std::max<int64_t>(p.M * p.ldo, 1)), poison<Out>());
+  for (auto [ob, oe] : chunks(p.N, rng, kMaxChunk))
+    t.int8<Out>().int8_linear_block(p.q.data(), p.ldq, sc.q_scale.data(), p.M, p.K, p.wq.data(),
+                                    sc.w_scale.data(), bias, out.data(), p.ldo, ob, oe);
+}
 
 // Unit scales, no bias: the int32 sum itself, exactly; the poisoned padding
 // column of each output row stays untouched.
 void check_exact(const KernelTable& t, const Problem& p, Rng& rng, const char* what) {
-  std::vector<float> ones_m(sz(std::max<int64_t>(p.M, 1)), 1.f), ones_n(sz(p.N), 1.f);
-  std::vector<float> out(sz(std::max<int64_t>(p.M * p.ldo, 1)), poison<float>());
-  for (auto [ob, oe] : chunks(p.N, rng, kMaxChunk))
-    t.int8<float>().int8_linear_block(p.q.data(), p.ldq, ones_m.data(), p.M, p.K, p.wq.data(),
-                                      ones_n.data(), nullptr, out.data(), p.ldo, ob, oe);
-  bool ok = true;
-  for (int64_t i = 0; i < p.M && ok; ++i) {
-    for (int64_t o = 0; o < p.N && ok; ++o) {
-      const int64_t want = p.acc[sz(i * p.N + o)];
-      const float got = out[sz(i * p.ldo + o)];
-      ok = CHECK_MSG(got == float(want),
-                     "%s M=%lld K=%lld N=%lld [%lld,%lld]: got %.17g want %lld", what, (long long)p.M,
-                     (long long)p.K, (long long)p.N, (long long)i, (long long)o, double(got),
-                     (long long)want);
-    }
-    for (int64_t o = p.N; o < p.ldo && ok; ++o) ok = CHECK(bits_of(out[sz(i * p.ldo + o)]) == bits_of(poison<float>()));
-  }
+  std::vector<float> out;
+  run<float>(t, p, unit_scales(p.M, p.N), nullptr, out, rng);
+  check_sums(what, p, out);
 }
 
 void test_shapes(const KernelTable& t, Rng& rng) {
   for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9})
     for (int64_t K : {1, 3, 4, 5, 63, 64, 65, 130, 255, 301})
       for (int64_t N : {1, 3, 4, 5, 17}) {
-        const Problem p = random_problem(rng, M, K, N);
+        const Problem p = random_int8_problem(rng, M, K, N);
         check_exact(t, p, rng, "random");
       }
   // more rows than one L2 row block (2^18 bytes / K rows): the block loop
-  const Problem big = random_problem(rng, 70, 4099, 6);
+  const Problem big = random_int8_problem(rng, 70, 4099, 6);
   check_exact(t, big, rng, "row blocks");
   // M == 0: nothing written, nothing read
-  const Problem none = random_problem(rng, 0, 17, 5);
+  const Problem none = random_int8_problem(rng, 0, 17, 5);
   check_exact(t, none, rng, "M=0");
 }
 
@@ -97,7 +85,7 @@ void test_int32_bound(const KernelTable& t, Rng& rng) {
     Problem p{3, K, 6, K, 6, std::vector<int8_t>(sz(3 * K)), std::vector<int8_t>(sz(6 * K)), {}};
     for (int64_t k = 0; k < K; ++k) {
       p.q[sz(k)] = p.q[sz(K + k)] = (k % 2) ? pat.q_odd : pat.q_even;
-      p.q[sz(2 * K + k)] = int8_t(rng() % 256 - 128);  // a random row beside them
+      p.q[sz(2 * K + k)] = random_byte(rng);  // a random row beside them
     }
     for (int64_t o = 0; o < 6; ++o)
       for (int64_t k = 0; k < K; ++k) p.wq[sz(o * K + k)] = pat.w;
@@ -112,39 +100,23 @@ void test_int32_bound(const KernelTable& t, Rng& rng) {
 // portable core (both end in int8_epilogue on the same int32 sums).
 template <typename Out>
 void test_epilogue(const KernelTable& t, Rng& rng) {
-  const Problem p = random_problem(rng, 6, 200, 13);
-  const effdl_test::Int8Scales sc = effdl_test::random_scales(rng, p.M, p.N);
-  const std::vector<float>& qs = sc.q_scale;
-  const std::vector<float>& ws = sc.w_scale;
-  const std::vector<float>& bias = sc.bias;
+  const Problem p = random_int8_problem(rng, 6, 200, 13);
+  const Int8Scales sc = random_scales(rng, p.M, p.N);
   for (int with_bias = 0; with_bias < 2; ++with_bias) {
-    const float* b = with_bias ? bias.data() : nullptr;
-    std::vector<Out> got(sz(p.M * p.ldo), poison<Out>()), want(sz(p.M * p.ldo), poison<Out>());
-    for (auto [ob, oe] : chunks(p.N, rng, kMaxChunk))
-      t.int8<Out>().int8_linear_block(p.q.data(), p.ldq, qs.data(), p.M, p.K, p.wq.data(), ws.data(), b,
-                                      got.data(), p.ldo, ob, oe);
-    for (int64_t i = 0; i < p.M; ++i)
-      for (int64_t o = 0; o < p.N; ++o)
-        want[sz(i * p.ldo + o)] =
-            int8_epilogue<Out>(int32_t(p.acc[sz(i * p.N + o)]), qs[sz(i)], ws[sz(o)], b ? b + o : nullptr);
-    for (size_t j = 0; j < got.size(); ++j) CHECK(bits_of(got[j]) == bits_of(want[j]));
+    const float* b = with_bias ? sc.bias.data() : nullptr;
+    std::vector<Out> got;
+    run<Out>(t, p, sc, b, got, rng);
+    check_epilogue<Out>("epilogue", p.M, p.N, p.acc, sc, b, got, p.ldo);
   }
 }
 
 }  // namespace
 
 int main() {
-  const KernelTable* t = kernel_table(Isa::kAvx512Vnni);
-  if (t == nullptr || !isa_supported_by_cpu(Isa::kAvx512Vnni)) {
-    std::printf("SKIP: %s\n", t == nullptr ? "this build has no avx512_vnni kernels"
-                                           : "this CPU does not run AVX-512 VNNI");
-    return effdl_test::finish("test_int8_vnni");
-  }
-  Rng rng(20261129);
-  test_shapes(*t, rng);
-  test_int32_bound(*t, rng);
-  test_epilogue<float>(*t, rng);
-  test_epilogue<bf16>(*t, rng);
-  test_epilogue<fp16>(*t, rng);
-  return effdl_test::finish("test_int8_vnni");
+  return level_main(Isa::kAvx512Vnni, "test_int8_vnni", [](const KernelTable& t) {
+    Rng rng(20261129);
+    test_shapes(t, rng);
+    test_int32_bound(t, rng);
+    for_each_out_type([&](auto out) { test_epilogue<decltype(out)>(t, rng); });
+  });
 }

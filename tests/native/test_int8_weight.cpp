@@ -15,6 +15,7 @@
 #include "core/isa.h"
 #include "core/kernel_table.h"
 #include "int8_problem.h"
+#include "levels.h"
 
 using namespace effdl::core;
 

@@ -10,8 +10,7 @@
 //   an invalid mask is reported, never read out of bounds
 #include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <random>
+#include <cstdio>
 #include <vector>
 
 #include "check.h"
@@ -19,21 +18,14 @@
 #include "core/int8.h"
 #include "core/nm_format.h"
 #include "core/nm_int8_linear.h"
+#include "int8_problem.h"
 
 using namespace effdl::core;
+using namespace effdl_test;
 
 namespace {
 
-using Rng = std::mt19937_64;
-inline size_t sz(int64_t v) { return static_cast<size_t>(v); }
-
-struct Weight {
-  int64_t N, K;
-  int n, m;
-  std::vector<int8_t> dense;   // [N, K]
-  std::vector<int8_t> values;  // [N, K*n/m]
-  std::vector<uint8_t> meta;   // [N, ceil(K/8)]
-};
+using Weight = NmInt8Weight;
 
 // A random N:M int8 weight; about one group in four keeps fewer than n nonzeros.
 Weight make_weight(Rng& rng, int64_t N, int64_t K, int n, int m) {
@@ -51,32 +43,14 @@ Weight make_weight(Rng& rng, int64_t N, int64_t K, int n, int m) {
       }
     }
   }
-  // compress through float (exact for int8 values) with the format's own packer
-  std::vector<float> wf(w.dense.begin(), w.dense.end()), vf(sz(N * nm_kept(K, n, m)));
-  w.meta.assign(sz(N * nm_meta_bytes(K)), 0);
-  for (int64_t r = 0; r < N; ++r)
-    CHECK(nm_compress_row(wf.data() + r * K, K, n, m, vf.data() + r * nm_kept(K, n, m),
-                          w.meta.data() + r * nm_meta_bytes(K)) < 0);
-  w.values.assign(vf.begin(), vf.end());
+  w.compress();
   return w;
-}
-
-// out[i, o] = sum_k q[i, k] * W[o, k] in int64.
-std::vector<int64_t> naive(const std::vector<int8_t>& q, int64_t ldq, int64_t M, const Weight& w) {
-  std::vector<int64_t> out(sz(M * w.N), 0);
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t o = 0; o < w.N; ++o) {
-      int64_t acc = 0;
-      for (int64_t k = 0; k < w.K; ++k) acc += int64_t(q[sz(i * ldq + k)]) * w.dense[sz(o * w.K + k)];
-      out[sz(i * w.N + o)] = acc;
-    }
-  return out;
 }
 
 // Runs the kernel like the glue: pack when M is large, uneven column chunks.
 template <typename Out>
-bool run(const std::vector<int8_t>& q, int64_t ldq, int64_t M, const Weight& w,
-         const float* q_scale, const float* w_scale, const float* bias, std::vector<Out>& out) {
+bool run(const std::vector<int8_t>& q, int64_t ldq, int64_t M, const Weight& w, const Int8Scales& sc,
+         const float* bias, std::vector<Out>& out) {
   std::vector<float> qt;
   const float* qtp = nullptr;
   if (M > kNmInt8GatherMaxRows) {
@@ -88,8 +62,8 @@ bool run(const std::vector<int8_t>& q, int64_t ldq, int64_t M, const Weight& w,
   bool ok = true;
   const int64_t cuts[] = {0, w.N / 3, w.N / 3 + 1, w.N};
   for (int c = 0; c < 3; ++c)
-    ok &= nm_int8_linear_block<Out>(q.data(), ldq, qtp, q_scale, M, w.K, w.values.data(),
-                                    w.meta.data(), w.n, w.m, w_scale, bias, out.data(), w.N,
+    ok &= nm_int8_linear_block<Out>(q.data(), ldq, qtp, sc.q_scale.data(), M, w.K, w.values.data(),
+                                    w.meta.data(), w.n, w.m, sc.w_scale.data(), bias, out.data(), w.N,
                                     cuts[c], cuts[c + 1]);
   return ok;
 }
@@ -98,22 +72,18 @@ void test_exact_unit_scales(Rng& rng) {
   struct Pattern {
     int n, m;
   };
-  std::uniform_int_distribution<int> val(-128, 127);
   for (Pattern p : {Pattern{2, 4}, Pattern{1, 4}, Pattern{4, 8}, Pattern{3, 7}, Pattern{1, 2},
                     Pattern{5, 16}}) {
     for (int64_t M : {1, 2, 4, 5, 15, 16, 17, 130}) {
       const int64_t N = 13, K = int64_t(p.m) * 5;  // K % 8 != 0 for most patterns
       const Weight w = make_weight(rng, N, K, p.n, p.m);
       const int64_t ldq = K + 3;  // strided rows; the gap is poison the kernel must not read
-      std::vector<int8_t> q(sz(M * ldq), int8_t(99));
-      for (int64_t i = 0; i < M; ++i)
-        for (int64_t k = 0; k < K; ++k) q[sz(i * ldq + k)] = int8_t(val(rng));
-      std::vector<float> ones_m(sz(M), 1.f), ones_n(sz(N), 1.f), out(sz(M * N), NAN);
-      CHECK(run<float>(q, ldq, M, w, ones_m.data(), ones_n.data(), nullptr, out));
-      const std::vector<int64_t> want = naive(q, ldq, M, w);
-      for (int64_t i = 0; i < M * N; ++i)
-        CHECK_MSG(out[sz(i)] == float(want[sz(i)]), "%d:%d M=%lld i=%lld: %f vs %lld", p.n, p.m,
-                  (long long)M, (long long)i, out[sz(i)], (long long)want[sz(i)]);
+      const std::vector<int8_t> q = random_q(rng, M, K, ldq);
+      std::vector<float> out(sz(M * N), NAN);
+      CHECK(run<float>(q, ldq, M, w, unit_scales(M, N), nullptr, out));
+      char what[16];
+      std::snprintf(what, sizeof(what), "%d:%d", p.n, p.m);
+      check_sums(what, M, K, N, w.sums(q, ldq, M), out, N);
     }
   }
 }
@@ -133,18 +103,13 @@ void test_exact_long_sums() {
       if (r == 3 && j == kept - 1) v = -128;       // 2999 * 16129 - 16256
       w.dense[sz(r * K + j / n * m + j % n)] = v;  // columns 0, 1 of each group
     }
-  std::vector<float> wf(w.dense.begin(), w.dense.end()), vf(sz(N * kept));
-  w.meta.assign(sz(N * nm_meta_bytes(K)), 0);
-  for (int64_t r = 0; r < N; ++r)
-    CHECK(nm_compress_row(wf.data() + r * K, K, n, m, vf.data() + r * kept,
-                          w.meta.data() + r * nm_meta_bytes(K)) < 0);
-  w.values.assign(vf.begin(), vf.end());
+  w.compress();
   for (int64_t M : {1, 6}) {
     std::vector<int8_t> q(sz(M * K), int8_t(127));
-    const std::vector<int64_t> want = naive(q, K, M, w);
-    std::vector<float> ones_m(sz(M), 1.f), ones_n(sz(N), 1.f), out(sz(M * N), NAN);
+    const std::vector<int64_t> want = w.sums(q, K, M);
+    std::vector<float> out(sz(M * N), NAN);
     CHECK(want[0] == 0 && want[1] == 0 && want[3] == 2999LL * 16129 - 16256);
-    CHECK(run<float>(q, K, M, w, ones_m.data(), ones_n.data(), nullptr, out));
+    CHECK(run<float>(q, K, M, w, unit_scales(M, N), nullptr, out));
     for (int64_t i = 0; i < M * N; ++i) CHECK(out[sz(i)] == float(want[sz(i)]));
   }
 }
@@ -160,8 +125,8 @@ void test_int32_bound() {
   w.meta[sz(2 * nm_meta_bytes(K) - 1)] = 0x15;
   for (int64_t M : {1, 5}) {
     std::vector<int8_t> q(sz(M * K), int8_t(-128));
-    std::vector<float> ones_m(sz(M), 1.f), ones_n(sz(N), 1.f), out(sz(M * N), NAN);
-    CHECK(run<float>(q, K, M, w, ones_m.data(), ones_n.data(), nullptr, out));
+    std::vector<float> out(sz(M * N), NAN);
+    CHECK(run<float>(q, K, M, w, unit_scales(M, N), nullptr, out));
     for (int64_t i = 0; i < M; ++i) {
       CHECK(out[sz(i * N)] == float(kept * 128 * 128));
       CHECK(out[sz(i * N + 1)] == float(-kept * 128 * 127));
@@ -169,25 +134,22 @@ void test_int32_bound() {
   }
 }
 
+// Scales and bias in every output type: bit for bit int8_epilogue of the exact
+// sums, and within rounding of the scaled sum computed here in double.
 template <typename Out>
 void test_scaled(Rng& rng) {
-  std::uniform_int_distribution<int> val(-128, 127);
-  std::uniform_real_distribution<float> sc(1e-3f, 5e-2f), bd(-2.f, 2.f);
   const int64_t N = 21, K = 64;
   const Weight w = make_weight(rng, N, K, 2, 4);
   for (int64_t M : {3, 19}) {
-    std::vector<int8_t> q(sz(M * K));
-    for (auto& v : q) v = int8_t(val(rng));
-    std::vector<float> qs(sz(M)), ws(sz(N)), bias(sz(N));
-    for (auto& v : qs) v = sc(rng);
-    for (auto& v : ws) v = sc(rng);
-    for (auto& v : bias) v = bd(rng);
+    const std::vector<int8_t> q = random_q(rng, M, K, K);
+    const Int8Scales sc = random_scales(rng, M, N);
     std::vector<Out> out(sz(M * N), store_from_float<Out>(NAN));
-    CHECK(run<Out>(q, K, M, w, qs.data(), ws.data(), bias.data(), out));
-    const std::vector<int64_t> acc = naive(q, K, M, w);
+    CHECK(run<Out>(q, K, M, w, sc, sc.bias.data(), out));
+    const std::vector<int64_t> acc = w.sums(q, K, M);
+    check_epilogue<Out>("scaled", M, N, acc, sc, sc.bias.data(), out, N);
     for (int64_t i = 0; i < M; ++i)
       for (int64_t o = 0; o < N; ++o) {
-        const double want = double(acc[sz(i * N + o)]) * qs[sz(i)] * ws[sz(o)] + bias[sz(o)];
+        const double want = double(acc[sz(i * N + o)]) * sc.q_scale[sz(i)] * sc.w_scale[sz(o)] + sc.bias[sz(o)];
         const double got = double(load(out[sz(i * N + o)]));
         const double tol = sizeof(Out) == 4 ? 1e-5 : 1.0 / 128;
         CHECK_MSG(std::fabs(got - want) <= tol * (1 + std::fabs(want)), "got %f want %f", got, want);
@@ -200,8 +162,8 @@ void test_invalid_mask(Rng& rng) {
     Weight w = make_weight(rng, 5, 16, 2, 4);
     w.meta[sz(3 * nm_meta_bytes(16))] |= 0x0f;  // row 3, group 0: 4 kept positions
     std::vector<int8_t> q(sz(M * 16), 1);
-    std::vector<float> ones_m(sz(M), 1.f), ones_n(5, 1.f), out(sz(M * 5), 0.f);
-    CHECK(!run<float>(q, 16, M, w, ones_m.data(), ones_n.data(), nullptr, out));
+    std::vector<float> out(sz(M * 5), 0.f);
+    CHECK(!run<float>(q, 16, M, w, unit_scales(M, 5), nullptr, out));
   }
 }
 
@@ -212,9 +174,7 @@ int main() {
   test_exact_unit_scales(rng);
   test_exact_long_sums();
   test_int32_bound();
-  test_scaled<float>(rng);
-  test_scaled<bf16>(rng);
-  test_scaled<fp16>(rng);
+  for_each_out_type([&](auto out) { test_scaled<decltype(out)>(rng); });
   test_invalid_mask(rng);
   return effdl_test::finish("test_nm_int8_linear");
 }

@@ -12,9 +12,8 @@
 //   sums run far past int32 and only wrap-around makes the result exact
 //   scales + bias in fp32 / bf16 / fp16: the same epilogue as the portable core
 //   invalid masks (three bits in a group, a bit past K) are reported
+#include <algorithm>
 #include <cstdint>
-#include <cstdio>
-#include <random>
 #include <vector>
 
 #include "check.h"
@@ -24,42 +23,23 @@
 #include "core/kernel_table.h"
 #include "core/nm_format.h"
 #include "int8_problem.h"
+#include "levels.h"
 
 using namespace effdl::core;
+using namespace effdl_test;
 
 namespace {
 
-using effdl_test::bits_of;
-using effdl_test::chunks;
-using effdl_test::poison;
-using effdl_test::Rng;
-using effdl_test::sz;
+using Weight = NmInt8Weight;
 constexpr int64_t kMaxChunk = 11;
 
 const int kPatterns[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
-
-struct Weight {
-  int64_t N, K;
-  std::vector<int8_t> dense;   // [N, K]
-  std::vector<int8_t> values;  // [N, K / 2]
-  std::vector<uint8_t> meta;   // [N, ceil(K / 8)]
-};
-
-// Compresses w.dense with the format's own packer (through float, exact for int8).
-void compress(Weight& w) {
-  const int64_t kept = nm_kept(w.K, 2, 4), mb = nm_meta_bytes(w.K);
-  std::vector<float> wf(w.dense.begin(), w.dense.end()), vf(sz(w.N * kept));
-  w.meta.assign(sz(w.N * mb), 0);
-  for (int64_t r = 0; r < w.N; ++r)
-    CHECK(nm_compress_row(wf.data() + r * w.K, w.K, 2, 4, vf.data() + r * kept, w.meta.data() + r * mb) < 0);
-  w.values.assign(vf.begin(), vf.end());
-}
 
 // Every group takes one of the six patterns (in turn, from a random start, so
 // each row holds them all); one in five keeps a zero there instead (padded),
 // and `extremes` draws only -128 and 127.
 Weight random_weight(Rng& rng, int64_t N, int64_t K, bool extremes = false) {
-  Weight w{N, K, std::vector<int8_t>(sz(N * K), 0), {}, {}};
+  Weight w{N, K, 2, 4, std::vector<int8_t>(sz(N * K), 0), {}, {}};
   for (int64_t r = 0; r < N; ++r) {
     const int64_t start = int64_t(rng() % 6);
     for (int64_t g = 0; g < K / 4; ++g)
@@ -70,38 +50,18 @@ Weight random_weight(Rng& rng, int64_t N, int64_t K, bool extremes = false) {
         w.dense[sz(r * K + g * 4 + kPatterns[(start + g) % 6][s])] = int8_t(v);
       }
   }
-  compress(w);
+  w.compress();
   return w;
-}
-
-std::vector<int8_t> random_q(Rng& rng, int64_t M, int64_t ldq, bool extremes = false) {
-  std::vector<int8_t> q(sz(std::max<int64_t>(M * ldq, 1)), int8_t(99));  // the gaps: poison never read
-  const int64_t K = ldq - 3;
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t k = 0; k < K; ++k)
-      q[sz(i * ldq + k)] = extremes ? int8_t((rng() & 1) ? 127 : -128) : int8_t(int(rng() % 256) - 128);
-  return q;
-}
-
-std::vector<int64_t> naive(const std::vector<int8_t>& q, int64_t ldq, int64_t M, const Weight& w) {
-  std::vector<int64_t> out(sz(M * w.N), 0);
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t o = 0; o < w.N; ++o) {
-      int64_t s = 0;
-      for (int64_t k = 0; k < w.K; ++k) s += int64_t(q[sz(i * ldq + k)]) * w.dense[sz(o * w.K + k)];
-      out[sz(i * w.N + o)] = s;
-    }
-  return out;
 }
 
 template <typename Out>
 bool run(const KernelTable& t, const std::vector<int8_t>& q, int64_t ldq, int64_t M, const Weight& w,
-         const float* q_scale, const float* w_scale, const float* bias, std::vector<Out>& out, int64_t ldo,
-         Rng& rng) {
+         const Int8Scales& sc, const float* bias, std::vector<Out>& out, int64_t ldo, Rng& rng) {
   bool ok = true;
   for (auto [ob, oe] : chunks(w.N, rng, kMaxChunk))
-    ok &= t.int8<Out>().nm_int8_linear_block(q.data(), ldq, nullptr, q_scale, M, w.K, w.values.data(),
-                                             w.meta.data(), 2, 4, w_scale, bias, out.data(), ldo, ob, oe);
+    ok &= t.int8<Out>().nm_int8_linear_block(q.data(), ldq, nullptr, sc.q_scale.data(), M, w.K, w.values.data(),
+                                             w.meta.data(), w.n, w.m, sc.w_scale.data(), bias, out.data(), ldo, ob,
+                                             oe);
   return ok;
 }
 
@@ -109,21 +69,12 @@ bool run(const KernelTable& t, const std::vector<int8_t>& q, int64_t ldq, int64_
 // K <= 2048, or the pattern is chosen so); the padding column stays poisoned.
 void check_exact(const KernelTable& t, Rng& rng, int64_t M, const Weight& w, bool extremes, const char* what) {
   const int64_t ldq = w.K + 3, ldo = w.N + 2;
-  const std::vector<int8_t> q = random_q(rng, M, ldq, extremes);
-  const std::vector<int64_t> want = naive(q, ldq, M, w);
-  std::vector<float> ones_m(sz(M), 1.f), ones_n(sz(w.N), 1.f), out(sz(M * ldo), poison<float>());
-  CHECK(run<float>(t, q, ldq, M, w, ones_m.data(), ones_n.data(), nullptr, out, ldo, rng));
-  bool ok = true;
-  for (int64_t i = 0; i < M && ok; ++i) {
-    for (int64_t o = 0; o < w.N && ok; ++o) {
-      const int64_t x = want[sz(i * w.N + o)];
-      ok = CHECK_MSG(out[sz(i * ldo + o)] == float(x) && double(float(x)) == double(x),
-                     "%s M=%lld K=%lld N=%lld [%lld,%lld]: got %.17g want %lld", what, (long long)M,
-                     (long long)w.K, (long long)w.N, (long long)i, (long long)o, double(out[sz(i * ldo + o)]),
-                     (long long)x);
-    }
-    for (int64_t o = w.N; o < ldo && ok; ++o) ok = CHECK(bits_of(out[sz(i * ldo + o)]) == bits_of(poison<float>()));
-  }
+  const std::vector<int8_t> q = random_q(rng, M, w.K, ldq, extremes);
+  const std::vector<int64_t> want = w.sums(q, ldq, M);
+  CHECK(std::all_of(want.begin(), want.end(), [](int64_t x) { return double(float(x)) == double(x); }));
+  std::vector<float> out(sz(M * ldo), poison<float>());
+  CHECK(run<float>(t, q, ldq, M, w, unit_scales(M, w.N), nullptr, out, ldo, rng));
+  check_sums(what, M, w.K, w.N, want, out, ldo);
 }
 
 void test_shapes(const KernelTable& t, Rng& rng) {
@@ -134,8 +85,8 @@ void test_shapes(const KernelTable& t, Rng& rng) {
       for (int64_t N : {2, 8, 17}) check_exact(t, rng, M, random_weight(rng, N, K), false, "K sweep");
   for (int64_t K : {1152, 2048})  // extremes: |acc| <= 2^14 * K / 2 < 2^24
     check_exact(t, rng, 6, random_weight(rng, 11, K, true), true, "extreme bytes");
-  Weight zeros{5, 260, std::vector<int8_t>(sz(5 * 260), 0), {}, {}};  // all groups padded: keeps columns 0, 1
-  compress(zeros);
+  Weight zeros{5, 260, 2, 4, std::vector<int8_t>(sz(5 * 260), 0), {}, {}};  // all groups padded: keeps columns 0, 1
+  zeros.compress();
   check_exact(t, rng, 3, zeros, false, "zero weight");
 }
 
@@ -149,15 +100,15 @@ void test_int32_bound(const KernelTable& t, Rng& rng) {
   };
   // (127 x 127 is left out: 16129 * 131070 needs more than fp32's 24 bits)
   for (Pattern pat : {Pattern{-128, -128}, Pattern{127, -128}, Pattern{-128, 127}, Pattern{-128, -127}}) {
-    Weight w{N, K, std::vector<int8_t>(sz(N * K), 0), {}, {}};
+    Weight w{N, K, 2, 4, std::vector<int8_t>(sz(N * K), 0), {}, {}};
     for (int64_t r = 0; r < N; ++r)
       for (int64_t g = 0; g < K / 4; ++g)
         for (int s = 0; s < 2; ++s) w.dense[sz(r * K + g * 4 + kPatterns[(r + g) % 6][s])] = pat.w;
-    compress(w);
+    w.compress();
     const int64_t ldq = K, ldo = N;
     const std::vector<int8_t> q(sz(M * K), pat.q);
-    std::vector<float> ones_m(sz(M), 1.f), ones_n(sz(N), 1.f), out(sz(M * N), poison<float>());
-    CHECK(run<float>(t, q, ldq, M, w, ones_m.data(), ones_n.data(), nullptr, out, ldo, rng));
+    std::vector<float> out(sz(M * N), poison<float>());
+    CHECK(run<float>(t, q, ldq, M, w, unit_scales(M, N), nullptr, out, ldo, rng));
     const int64_t want = int64_t(pat.q) * pat.w * kept;
     CHECK(want <= INT32_MAX && want >= INT32_MIN && double(float(want)) == double(want));
     for (float v : out) CHECK_MSG(v == float(want), "q=%d w=%d: got %.17g want %lld", pat.q, pat.w, double(v),
@@ -170,18 +121,14 @@ template <typename Out>
 void test_epilogue(const KernelTable& t, Rng& rng) {
   const int64_t M = 7, K = 516, N = 13, ldq = K + 3, ldo = N + 2;
   const Weight w = random_weight(rng, N, K);
-  const std::vector<int8_t> q = random_q(rng, M, ldq);
-  const std::vector<int64_t> acc = naive(q, ldq, M, w);
-  const effdl_test::Int8Scales sc = effdl_test::random_scales(rng, M, N);
+  const std::vector<int8_t> q = random_q(rng, M, K, ldq);
+  const std::vector<int64_t> acc = w.sums(q, ldq, M);
+  const Int8Scales sc = random_scales(rng, M, N);
   for (int with_bias = 0; with_bias < 2; ++with_bias) {
     const float* b = with_bias ? sc.bias.data() : nullptr;
-    std::vector<Out> got(sz(M * ldo), poison<Out>()), want(sz(M * ldo), poison<Out>());
-    CHECK(run<Out>(t, q, ldq, M, w, sc.q_scale.data(), sc.w_scale.data(), b, got, ldo, rng));
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t o = 0; o < N; ++o)
-        want[sz(i * ldo + o)] =
-            int8_epilogue<Out>(int32_t(acc[sz(i * N + o)]), sc.q_scale[sz(i)], sc.w_scale[sz(o)], b ? b + o : nullptr);
-    for (size_t j = 0; j < got.size(); ++j) CHECK(bits_of(got[j]) == bits_of(want[j]));
+    std::vector<Out> got(sz(M * ldo), poison<Out>());
+    CHECK(run<Out>(t, q, ldq, M, w, sc, b, got, ldo, rng));
+    check_epilogue<Out>("epilogue", M, N, acc, sc, b, got, ldo);
   }
 }
 
@@ -189,34 +136,28 @@ void test_epilogue(const KernelTable& t, Rng& rng) {
 void test_invalid(const KernelTable& t, Rng& rng) {
   const int64_t K = 300, N = 10, M = 2, mb = nm_meta_bytes(K);  // K % 8 == 4: the last byte's high nibble is past K
   const Weight good = random_weight(rng, N, K);
-  const std::vector<int8_t> q = random_q(rng, M, K + 3);
-  std::vector<float> ones_m(sz(M), 1.f), ones_n(sz(N), 1.f), out(sz(M * N));
-  CHECK(run<float>(t, q, K + 3, M, good, ones_m.data(), ones_n.data(), nullptr, out, N, rng));
+  const std::vector<int8_t> q = random_q(rng, M, K, K + 3);
+  const Int8Scales one = unit_scales(M, N);
+  std::vector<float> out(sz(M * N));
+  CHECK(run<float>(t, q, K + 3, M, good, one, nullptr, out, N, rng));
   for (int64_t row : {int64_t(0), int64_t(7), N - 1}) {
     Weight bad = good;
     bad.meta[sz(row * mb + 20)] |= 0x0f;  // a group with 3 or 4 bits
-    CHECK(!run<float>(t, q, K + 3, M, bad, ones_m.data(), ones_n.data(), nullptr, out, N, rng));
+    CHECK(!run<float>(t, q, K + 3, M, bad, one, nullptr, out, N, rng));
     bad = good;
     bad.meta[sz(row * mb + mb - 1)] |= 0x30;  // bits past K
-    CHECK(!run<float>(t, q, K + 3, M, bad, ones_m.data(), ones_n.data(), nullptr, out, N, rng));
+    CHECK(!run<float>(t, q, K + 3, M, bad, one, nullptr, out, N, rng));
   }
 }
 
 }  // namespace
 
 int main() {
-  const KernelTable* t = kernel_table(Isa::kAvx512Vnni);
-  if (t == nullptr || !isa_supported_by_cpu(Isa::kAvx512Vnni)) {
-    std::printf("SKIP: %s\n", t == nullptr ? "this build has no avx512_vnni kernels"
-                                           : "this CPU does not run AVX-512 VNNI");
-    return effdl_test::finish("test_nm_int8_select");
-  }
-  Rng rng(20261130);
-  test_shapes(*t, rng);
-  test_int32_bound(*t, rng);
-  test_epilogue<float>(*t, rng);
-  test_epilogue<bf16>(*t, rng);
-  test_epilogue<fp16>(*t, rng);
-  test_invalid(*t, rng);
-  return effdl_test::finish("test_nm_int8_select");
+  return level_main(Isa::kAvx512Vnni, "test_nm_int8_select", [](const KernelTable& t) {
+    Rng rng(20261130);
+    test_shapes(t, rng);
+    test_int32_bound(t, rng);
+    for_each_out_type([&](auto out) { test_epilogue<decltype(out)>(t, rng); });
+    test_invalid(t, rng);
+  });
 }

@@ -15,7 +15,6 @@
 // and a packed nibble with three bits refused.
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <random>
 #include <utility>
 #include <vector>
@@ -26,6 +25,7 @@
 #include "core/kernel_table.h"
 #include "core/nm_format.h"
 #include "core/nm_packed.h"
+#include "levels.h"
 
 using namespace effdl::core;
 
@@ -172,31 +172,26 @@ void check_refused(const KernelTable& t, const Problem& p) {
 }  // namespace
 
 int main() {
-  const KernelTable* t = kernel_table(Isa::kAvx512Bf16);
-  if (t == nullptr || !isa_supported_by_cpu(Isa::kAvx512Bf16)) {
-    std::printf("SKIP: %s\n", t == nullptr ? "this build has no avx512_bf16 kernels"
-                                           : "this CPU does not run the avx512_bf16 level");
-    return effdl_test::finish("test_nm_linear_bf16");
-  }
-  // both 2:4 kernels read x directly: the glue packs no xt for them
-  CHECK(!t->floats<bf16>().nm_reads_xt(130, 2, 4) && t->floats<bf16>().nm_reads_xt(130, 1, 4));
-  std::mt19937 rng(7);
-  const int64_t Ms[] = {1, 2, 3, 4, 5, 8, 12, 13, 16, 23, 24, 25, 31, 40, 130};
-  const int64_t Ks[] = {4, 8, 28, 32, 36, 100, 256, 260, 1028};
-  const int64_t Ns[] = {1, 5, 16, 17, 37};
-  for (int64_t M : Ms)
-    for (int64_t K : Ks) {
-      const int64_t N = Ns[size_t(M + K) % 5];
-      const Problem p = make(rng, M, K, N, -1);
-      check_both(*t, p, true, rng, "random pairs");
-      check_both(*t, p, false, rng, "random pairs");
-      if (K >= 8 && N > 1) check_refused(*t, p);
-    }
-  for (int pattern = 0; pattern <= 6; ++pattern)
-    for (int64_t M : {3, 30})
-      for (int64_t K : {36, 260}) {
-        const Problem p = make(rng, M, K, 19, pattern);
-        check_both(*t, p, true, rng, pattern < 6 ? "one pair" : "pairs in turn");
+  return effdl_test::level_main(Isa::kAvx512Bf16, "test_nm_linear_bf16", [](const KernelTable& t) {
+    // both 2:4 kernels read x directly: the glue packs no xt for them
+    CHECK(!t.floats<bf16>().nm_reads_xt(130, 2, 4) && t.floats<bf16>().nm_reads_xt(130, 1, 4));
+    std::mt19937 rng(7);
+    const int64_t Ms[] = {1, 2, 3, 4, 5, 8, 12, 13, 16, 23, 24, 25, 31, 40, 130};
+    const int64_t Ks[] = {4, 8, 28, 32, 36, 100, 256, 260, 1028};
+    const int64_t Ns[] = {1, 5, 16, 17, 37};
+    for (int64_t M : Ms)
+      for (int64_t K : Ks) {
+        const int64_t N = Ns[size_t(M + K) % 5];
+        const Problem p = make(rng, M, K, N, -1);
+        check_both(t, p, true, rng, "random pairs");
+        check_both(t, p, false, rng, "random pairs");
+        if (K >= 8 && N > 1) check_refused(t, p);
       }
-  return effdl_test::finish("test_nm_linear_bf16");
+    for (int pattern = 0; pattern <= 6; ++pattern)
+      for (int64_t M : {3, 30})
+        for (int64_t K : {36, 260}) {
+          const Problem p = make(rng, M, K, 19, pattern);
+          check_both(t, p, true, rng, pattern < 6 ? "one pair" : "pairs in turn");
+        }
+  });
 }
