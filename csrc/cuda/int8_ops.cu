@@ -10,6 +10,7 @@
 #include "glue.h"
 #include "int8_gemv_kernel.cuh"
 #include "int8_kernels.cuh"
+#include "int8_splitk.cuh"
 #include "int8_tc_kernels.cuh"
 
 namespace effdl {
@@ -79,28 +80,23 @@ at::Tensor int8_linear_cuda(const at::Tensor& q, const at::Tensor& q_scale, cons
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   dispatch_act_float(out_t, "int8_linear", [&](auto tag) {
     using Out = gpu::device_t<typename decltype(tag)::type>;
+    const float* bp = b32.defined() ? b32.data_ptr<float>() : nullptr;
     if (int8_tensor_core_path(q2, wq, K)) {
       const int64_t n_tiles = ceil_div(N, mma::kTileN), m_tiles = ceil_div(M, mma::kTileM);
       const mma::SplitK plan = mma::splitk_plan(ceil_div(K, mma::kI8BK), n_tiles * std::min<int64_t>(m_tiles, 65535),
                                                 gpu::multiprocessors(wq));
-      const at::Tensor partial =
-          plan.splits > 1 ? at::empty({plan.splits, M, N}, q2.options().dtype(at::kInt)) : at::Tensor();
-      const float* bp = b32.defined() ? b32.data_ptr<float>() : nullptr;
+      const at::Tensor partial = gpu::splitk_partial(plan, M, N, q2);
       gpu::int8_linear_tc_kernel<Out><<<gpu::tile_grid(n_tiles, m_tiles, plan.splits), mma::kTileThreads, 0, stream>>>(
           q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(), bp, M, N, K,
-          plan.per, partial.defined() ? partial.data_ptr<int32_t>() : nullptr, data_as<Out>(y));
+          plan.per, gpu::partial_ptr(partial), data_as<Out>(y));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-      if (plan.splits > 1) {
-        gpu::int8_splitk_reduce_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
-            partial.data_ptr<int32_t>(), plan.splits, qs.data_ptr<float>(), ws.data_ptr<float>(), bp, M, N,
-            data_as<Out>(y));
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      }
+      gpu::launch_int8_splitk_reduce(partial, qs.data_ptr<float>(), ws.data_ptr<float>(), bp, M, N, data_as<Out>(y),
+                                     stream);
       return;
     }
     gpu::int8_linear_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
-        q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
-        b32.defined() ? b32.data_ptr<float>() : nullptr, M, N, K, data_as<Out>(y));
+        q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(), bp, M, N, K,
+        data_as<Out>(y));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return y;
