@@ -6,7 +6,8 @@
 #     bench/device_check.sh [OUT_DIR]          # default ./device-out
 #
 # Writes to OUT_DIR: env.txt, nvidia-smi.txt, build.log, cuda-tests.txt (the collected ids),
-# cuda-tests-NN.xml + tests-NN.log (one per parallel shard),
+# cuda-tests-NN.xml + tests-NN.log (one per parallel shard), wgmma-tests.xml + wgmma-tests.log
+# (the int8_linear tests again with EFFDL_CUDA_WGMMA=1, kept out of the validation),
 # cuda-<gpu>-<arch>-<date>.json + bench.log, validation.json, validated-candidate.json
 # (a python/effdl/validated.json for a human to review and commit; never applied here),
 # phases.tsv and summary.txt (the final table). Every phase is bounded by `timeout` and a
@@ -14,9 +15,10 @@
 # mode, MIG) are only read, never changed.
 #
 # Environment: PYTHON (the interpreter with torch; default: the first of python3/python that
-# imports torch); DEVICE_CHECK_BUILD_S / _TEST_S / _BENCH_S (phase limits, default 170 / 130 /
-# 150 s); DEVICE_CHECK_SHARDS (parallel test processes, default 4); DEVICE_CHECK_QUICK=1 (the
-# --quick benchmarks); DEVICE_CHECK_SKIP_BUILD=1 (test the extension already in python/effdl).
+# imports torch); DEVICE_CHECK_BUILD_S / _TEST_S / _WGMMA_S / _BENCH_S (phase limits, default
+# 170 / 130 / 90 / 150 s); DEVICE_CHECK_SHARDS (parallel test processes, default 4);
+# DEVICE_CHECK_QUICK=1 (the --quick benchmarks); DEVICE_CHECK_SKIP_BUILD=1 (test the extension
+# already in python/effdl).
 set -u
 
 OUT="${1:-./device-out}"
@@ -29,6 +31,7 @@ BUILD_S="${DEVICE_CHECK_BUILD_S:-170}"
 TEST_S="${DEVICE_CHECK_TEST_S:-130}"
 BENCH_S="${DEVICE_CHECK_BENCH_S:-150}"
 SHARDS="${DEVICE_CHECK_SHARDS:-4}"
+WGMMA_S="${DEVICE_CHECK_WGMMA_S:-90}"
 T0=$(date +%s)
 PHASES="$OUT/phases.tsv"
 printf 'phase\trc\tseconds\tlog\n' >"$PHASES"
@@ -151,10 +154,32 @@ if [ -n "$PY" ]; then
         printf 'validate\tskipped: no cuda-tests-NN.xml or no GPU arch\t0\t-\n' >>"$PHASES"
     fi
 
+    # The opt-in Hopper int8_linear kernel (EFFDL_CUDA_WGMMA=1: wgmma, sm_90a, M >= 128): the
+    # int8_linear tests once more with it on, in a process of their own and outside the validation
+    # above (its junit file is not a cuda-tests-NN.xml), so that its result is read on its own and
+    # the default can be flipped after a pass. On another arch the kernel is never taken.
+    run_phase wgmma-int8-tests "$WGMMA_S" "$OUT/wgmma-tests.log" env EFFDL_CUDA_WGMMA=1 PYTHONPATH=python \
+        "$PY" -m pytest -m cuda -q -p no:cacheprovider -rfEs --junitxml="$OUT/wgmma-tests.xml" \
+        ${TIMEOUT_ARGS[@]+"${TIMEOUT_ARGS[@]}"} -k "int8_linear and not nm_int8" tests/test_cuda_kernels.py
+
+    # time the wgmma kernel too (a peer column of int8_linear) only once it passed: a faulting
+    # kernel would lose the CUDA context for every later case
+    WGMMA_BENCH=0
+    if [ -f "$OUT/wgmma-tests.xml" ] && [ "$ARCH" = "sm_90" ]; then
+        # 1 when some test passed and none failed or errored
+        WGMMA_BENCH=$(timeout 30 "$PY" -c '
+import sys, xml.etree.ElementTree as ET
+s = ET.parse(sys.argv[1]).getroot()
+s = s if s.tag == "testsuite" else s.find("testsuite")
+n = lambda k: int(s.get(k, 0))
+print(int(n("failures") + n("errors") == 0 and n("tests") - n("skipped") > 0))' "$OUT/wgmma-tests.xml" 2>/dev/null || echo 0)
+    fi
+
     BENCH_ARGS=(--device cuda --out "$OUT" --time-budget "$((BENCH_S > 80 ? BENCH_S - 40 : BENCH_S / 2))")
     if [ "${DEVICE_CHECK_QUICK:-0}" = "1" ]; then BENCH_ARGS+=(--quick); fi
     if [ -f "$OUT/validation.json" ]; then BENCH_ARGS+=(--validation "$OUT/validation.json"); fi
-    run_phase bench "$BENCH_S" "$OUT/bench.log" env PYTHONPATH=python "$PY" -m bench "${BENCH_ARGS[@]}"
+    run_phase bench "$BENCH_S" "$OUT/bench.log" env EFFDL_BENCH_WGMMA="$WGMMA_BENCH" PYTHONPATH=python "$PY" \
+        -m bench "${BENCH_ARGS[@]}"
 fi
 
 # ---------------------------------------------------------------- the final table (always)
@@ -173,6 +198,12 @@ fi
     for log in "$OUT"/tests-*.log; do
         [ -f "$log" ] && echo "$(basename "$log"): $(tail -n 1 "$log")"
     done
+    if [ -f "$OUT/wgmma-tests.log" ]; then
+        # not part of the validation below: flip the default in csrc/cuda/glue.h after a pass on sm_90
+        echo "EFFDL_CUDA_WGMMA=1 int8_linear (${ARCH:-no arch}; the kernel runs on sm_90 only):" \
+            "$(tail -n 1 "$OUT/wgmma-tests.log");" \
+            "timed as 'effdl cuda wgmma': $([ "${WGMMA_BENCH:-0}" = 1 ] && echo yes || echo no)"
+    fi
     if [ -f "$OUT/validate.log" ]; then
         cat "$OUT/validate.log"
     else

@@ -19,6 +19,9 @@ user on a GPU would otherwise run (DESIGN.md §6):
 At decode sizes (M <= 16) the linear ops also time "effdl cuda simple": the same native call with
 ``EFFDL_CUDA_SIMPLE_KERNELS=1``, i.e. the simple CUDA-core kernels instead of the tensor-core / GEMV
 ones, so the table shows what those gained (as a peer column; it is skipped with "effdl cuda").
+At prefill sizes ``int8_linear`` also times "effdl cuda wgmma" (``EFFDL_CUDA_WGMMA=1``: the opt-in
+Hopper kernel) when ``EFFDL_BENCH_WGMMA=1``, which bench/device_check.sh sets once that kernel
+passed its tests: the numbers that decide whether it becomes the default.
 
 A :class:`GpuCase` is cheap to list (its FLOP and byte counts are formulas of the
 shape); ``build(device, l2)`` allocates the rotation sets on ``device`` (enough
@@ -51,6 +54,10 @@ EFFDL_BACKENDS = ("cuda", "triton")  # one "effdl <backend>" candidate each
 SIMPLE = "effdl cuda simple"  # the native call on the simple CUDA kernels (decode sizes only)
 SIMPLE_ENV = "EFFDL_CUDA_SIMPLE_KERNELS"
 SIMPLE_MAX_M = 16  # the simple kernels take seconds at prefill sizes
+WGMMA = "effdl cuda wgmma"  # int8_linear on the opt-in Hopper wgmma kernel (prefill sizes, sm_90)
+WGMMA_ENV = "EFFDL_CUDA_WGMMA"
+WGMMA_BENCH_ENV = "EFFDL_BENCH_WGMMA"  # not validated yet: timed only when the run asks for it
+WGMMA_MIN_M = 128  # wgmma::kMinM: below it the glue keeps the mma.sync kernel
 
 # Llama-class projections (K, N) and batch rows: decode, then prefill
 LINEAR_SHAPES = [(4096, 4096), (4096, 11008)]
@@ -108,20 +115,20 @@ def _with_backend(backend: str, fn: Callable, *args) -> Callable[[], object]:
     return call
 
 
-def _simple_cuda(fn: Callable, *args) -> Callable[[], object]:
-    """A call of ``fn(*args)`` on effdl's cuda backend with the simple CUDA kernels forced."""
+def _cuda_with_env(env: str, fn: Callable, *args) -> Callable[[], object]:
+    """A call of ``fn(*args)`` on effdl's cuda backend with ``env=1`` set around it (a kernel variant)."""
     inner = _with_backend("cuda", fn, *args)
 
     def call():
-        previous = os.environ.get(SIMPLE_ENV)
-        os.environ[SIMPLE_ENV] = "1"
+        previous = os.environ.get(env)
+        os.environ[env] = "1"
         try:
             return inner()
         finally:
             if previous is None:
-                del os.environ[SIMPLE_ENV]
+                del os.environ[env]
             else:
-                os.environ[SIMPLE_ENV] = previous
+                os.environ[env] = previous
 
     return call
 
@@ -130,7 +137,15 @@ def _simple_candidate(M: int, fn: Callable, arg_sets: list[tuple], note: str) ->
     """``[Candidate(SIMPLE)]`` at decode sizes, else ``[]``."""
     if M > SIMPLE_MAX_M:
         return []
-    return [Candidate(SIMPLE, [_simple_cuda(fn, *a) for a in arg_sets], note=f"{note}, {SIMPLE_ENV}=1")]
+    return [Candidate(SIMPLE, [_cuda_with_env(SIMPLE_ENV, fn, *a) for a in arg_sets], note=f"{note}, {SIMPLE_ENV}=1")]
+
+
+def _wgmma_candidate(M: int, fn: Callable, arg_sets: list[tuple], note: str) -> list[Candidate]:
+    """``[Candidate(WGMMA)]`` at the sizes the opt-in wgmma kernel takes, when the run asks for it
+    (``EFFDL_BENCH_WGMMA=1``: the device check sets it once that kernel passed its tests), else ``[]``."""
+    if M < WGMMA_MIN_M or os.environ.get(WGMMA_BENCH_ENV) != "1":
+        return []
+    return [Candidate(WGMMA, [_cuda_with_env(WGMMA_ENV, fn, *a) for a in arg_sets], note=f"{note}, {WGMMA_ENV}=1")]
 
 
 def torch_quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,8 +172,8 @@ def check(built: GpuBuilt, skip: dict[str, str] | None = None) -> GpuBuilt:
     tests on this GPU, where running it could lose the CUDA context); one that raises is marked
     unavailable with the reason. Drops the reference tensor afterwards.
     """
-    if skip and "effdl cuda" in skip:  # the simple kernels are effdl's cuda kernels too
-        skip = {SIMPLE: skip["effdl cuda"], **skip}
+    if skip and "effdl cuda" in skip:  # the simple and wgmma kernels are effdl's cuda kernels too
+        skip = {SIMPLE: skip["effdl cuda"], WGMMA: skip["effdl cuda"], **skip}
     for c in built.candidates:
         if c.error is None and skip and c.name in skip:
             c.error = skip[c.name]
@@ -307,8 +322,9 @@ def _build_int8_linear(K: int, N: int, M: int, device: torch.device, l2: int) ->
         )
         for b in EFFDL_BACKENDS
     ]
-    cands += _simple_candidate(M, effdl_w8a8, [(x, wq, s) for x, (wq, s) in zip(xs, qw, strict=True)],
-                               "effdl.ops.quantize_rows + effdl.ops.int8_linear -> bf16")
+    w8a8_args = [(x, wq, s) for x, (wq, s) in zip(xs, qw, strict=True)]
+    cands += _simple_candidate(M, effdl_w8a8, w8a8_args, "effdl.ops.quantize_rows + effdl.ops.int8_linear -> bf16")
+    cands += _wgmma_candidate(M, effdl_w8a8, w8a8_args, "effdl.ops.quantize_rows + effdl.ops.int8_linear -> bf16")
     cands.append(_try("_int_mm+epilogue", "torch quantize per row + torch._int_mm + fp32 scale epilogue -> bf16",
                       lambda: [lambda x=x, wt=wt, s=s: _int_mm_epilogue(x, wt, s)
                                for x, wt, (_, s) in zip(xs, [wq.t() for wq, _ in qw], qw, strict=True)]))

@@ -16,17 +16,24 @@ fallback. Small-integer data make the float products exact, so a misplaced fragm
 as an exact mismatch instead of hiding in a tolerance. ``EFFDL_CUDA_SIMPLE_KERNELS=1`` keeps the
 simple kernels everywhere, which gives a second opinion on the same GPU.
 
+``int8_linear`` also has a Hopper kernel (wgmma, sm_90a, ``M >= 128``), opt-in through
+``EFFDL_CUDA_WGMMA=1`` until it is validated: its tests run only when the whole run has that set
+(bench/device_check.sh runs the int8_linear tests a second time so), which also sends the
+``M >= 128`` shapes of the other int8_linear tests to it.
+
 The index maps of the tensor-core kernels and the phases of the tiled dwsep kernel are also checked on
-the CPU (tests/native/test_mma_layout.cpp, test_dwsep_tile.cpp).
+the CPU (tests/native/test_mma_layout.cpp, test_wgmma_layout.cpp, test_dwsep_tile.cpp).
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
 from samples import int8, nm_int8_pack, nm_int8_weight, nm_pack, nm_weight, rand, scales
 
-from effdl import reference
+from effdl import _ext, reference
 
 pytestmark = pytest.mark.cuda
 
@@ -294,11 +301,10 @@ def test_int8_linear_tensor_cores_at_the_int32_bound():
     assert torch.equal(out, reference.int8_linear(q, ones, wq, ones))
 
 
-@pytest.mark.parametrize("case", ["k_not_multiple_of_16", "misaligned_q", "misaligned_wq", "simple_kernels"])
-def test_int8_linear_fallback_paths(case, monkeypatch):
-    M, N, K = 21, 37, 64
+def check_int8_linear_fallback(case, M, N, K, odd_K, monkeypatch):
+    """int8_linear with one condition of a fast kernel broken (``case``) equals the reference."""
     if case == "k_not_multiple_of_16":
-        K = 72 + 3
+        K = odd_K
     if case == "simple_kernels":
         monkeypatch.setenv("EFFDL_CUDA_SIMPLE_KERNELS", "1")
     q, wq = int8(M, K, device=DEV), int8(N, K, device=DEV)
@@ -310,6 +316,11 @@ def test_int8_linear_fallback_paths(case, monkeypatch):
     assert torch.equal(E.int8_linear(q, qs, wq, ws), reference.int8_linear(q, qs, wq, ws))
 
 
+@pytest.mark.parametrize("case", ["k_not_multiple_of_16", "misaligned_q", "misaligned_wq", "simple_kernels"])
+def test_int8_linear_fallback_paths(case, monkeypatch):
+    check_int8_linear_fallback(case, 21, 37, 64, 72 + 3, monkeypatch)
+
+
 def test_int8_linear_tensor_cores_batch_dims():
     q = int8(2, 5, 96, device=DEV)
     wq = int8(48, 96, device=DEV)
@@ -317,6 +328,79 @@ def test_int8_linear_tensor_cores_batch_dims():
     out = E.int8_linear(q, qs, wq, ws, None, torch.bfloat16)
     assert out.shape == (2, 5, 48)
     assert torch.equal(out, reference.int8_linear(q, qs, wq, ws, None, torch.bfloat16))
+
+
+# ---------------------------------------------------------------- int8_linear on wgmma (sm_90a, opt-in)
+
+WGMMA_ENV = "EFFDL_CUDA_WGMMA"
+
+# 128 x 128 tiles of two 64-row warpgroups, 128-byte K blocks: ragged M/N (tails of the tile, of a
+# warpgroup and of the n8 column groups), K a multiple of 16 but not of 128; the last three split K
+WGMMA_SHAPES = [
+    (128, 128, 128),
+    (130, 72, 112),
+    (257, 129, 208),
+    (128, 1, 16),
+    (200, 40, 656),
+    (1030, 520, 1024),
+    (300, 256, 4096),
+    (128, 64, 8192),
+]
+
+
+@pytest.fixture
+def wgmma():
+    """Runs a test only where int8_linear would take the wgmma kernel: opted in through the
+    environment of the whole run (the device check's wgmma phase), an sm_90a build, an sm_90 GPU."""
+    if os.environ.get(WGMMA_ENV) != "1":
+        pytest.skip(f"the wgmma kernel is opt-in: run with {WGMMA_ENV}=1 (bench/device_check.sh has a phase for it)")
+    if "9.0a" not in (_ext.build_info().get("cuda_archs") or ""):
+        pytest.skip("effdl was built without sm_90a (TORCH_CUDA_ARCH_LIST without 9.0a)")
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip(f"the wgmma kernel runs on compute capability 9.0, not {torch.cuda.get_device_capability()}")
+
+
+@pytest.mark.parametrize(("M", "N", "K"), WGMMA_SHAPES)
+def test_int8_linear_wgmma_exact(M, N, K, wgmma):
+    """Unit scales, no bias: the exact integer product, rounded once to fp32."""
+    q, wq = int8(M, K, device=DEV), int8(N, K, device=DEV)
+    out = E.int8_linear(q, torch.ones(M, device=DEV), wq, torch.ones(N, device=DEV))
+    assert torch.equal(out, reference.int8_matmul_exact(q, wq).float())
+
+
+@pytest.mark.parametrize(("M", "N", "K"), WGMMA_SHAPES)
+@pytest.mark.parametrize("out_dtype", [None, torch.bfloat16, torch.float16], ids=["f32", "bf16", "f16"])
+def test_int8_linear_wgmma_epilogue(M, N, K, out_dtype, wgmma):
+    """Scales, bias, output cast: the reference's fp32 epilogue in the same order, bit for bit."""
+    q, wq = int8(M, K, device=DEV), int8(N, K, device=DEV)
+    qs, ws, bias = scales(M, device=DEV), scales(N, device=DEV), rand(N, device=DEV)
+    out = E.int8_linear(q, qs, wq, ws, bias, out_dtype)
+    assert torch.equal(out, reference.int8_linear(q, qs, wq, ws, bias, out_dtype))
+
+
+def test_int8_linear_wgmma_agrees_with_mma_sync(wgmma, monkeypatch):
+    M, N, K = 384, 768, 768
+    q, wq = int8(M, K, device=DEV), int8(N, K, device=DEV)
+    qs, ws, bias = scales(M, device=DEV), scales(N, device=DEV), rand(N, device=DEV)
+    fast = E.int8_linear(q, qs, wq, ws, bias, torch.bfloat16)
+    monkeypatch.delenv(WGMMA_ENV)
+    assert torch.equal(E.int8_linear(q, qs, wq, ws, bias, torch.bfloat16), fast)
+
+
+def test_int8_linear_wgmma_at_the_int32_bound(wgmma):
+    K = reference.INT8_MAX_K // 16 * 16
+    q = torch.full((128, K), -128, dtype=torch.int8, device=DEV)
+    wq = torch.stack([torch.full((K,), -128, dtype=torch.int8), torch.full((K,), 127, dtype=torch.int8)]).to(DEV)
+    ones_m, ones_n = torch.ones(128, device=DEV), torch.ones(2, device=DEV)
+    out = E.int8_linear(q, ones_m, wq, ones_n)
+    assert out[127, 0].item() == float(K * 128 * 128) and out[127, 1].item() == float(-K * 128 * 127)
+    assert torch.equal(out, reference.int8_linear(q, ones_m, wq, ones_n))
+
+
+@pytest.mark.parametrize("case", ["m_127", "k_not_multiple_of_16", "misaligned_q", "misaligned_wq", "simple_kernels"])
+def test_int8_linear_wgmma_fallback_paths(case, wgmma, monkeypatch):
+    """Just outside the wgmma conditions the other kernels answer, with the same bits."""
+    check_int8_linear_fallback(case, 127 if case == "m_127" else 160, 37, 256, 200 + 3, monkeypatch)
 
 
 # ---------------------------------------------------------------- int8_weight_linear (GEMV, M <= 16)

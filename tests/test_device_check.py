@@ -5,6 +5,7 @@ timer's rotation) and ``python -m bench --device cuda``'s refusal without a GPU.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -222,6 +223,23 @@ def test_int8_builders_on_cpu():
     assert "effdl cuda simple" in {c.name for c in built.candidates}
     prefill = gpu_cases._build_int8_weight_linear(64, 32, 17, torch.device("cpu"), 4096)
     assert "effdl cuda simple" not in {c.name for c in prefill.candidates}  # decode sizes only
+
+
+def test_int8_wgmma_candidate_only_when_asked_at_prefill_sizes(monkeypatch):
+    """The opt-in wgmma kernel is timed only when the run asks (EFFDL_BENCH_WGMMA=1) and from 128 rows,
+    and is skipped with the other effdl cuda kernels."""
+    cpu = torch.device("cpu")
+    names = lambda built: [c.name for c in built.candidates]  # noqa: E731
+    assert gpu_cases.WGMMA not in names(gpu_cases._build_int8_linear(64, 32, 128, cpu, 4096))
+    monkeypatch.setenv("EFFDL_BENCH_WGMMA", "1")
+    assert gpu_cases.WGMMA not in names(gpu_cases._build_int8_linear(64, 32, 127, cpu, 4096))
+    built = gpu_cases.check(gpu_cases._build_int8_linear(64, 32, 128, cpu, 4096),
+                            skip={"effdl cuda": "its cuda tests failed"})
+    assert names(built) == ["effdl cuda", "effdl triton", "effdl cuda wgmma", "_int_mm+epilogue", "cuBLAS bf16"]
+    assert built.candidates[2].error == "its cuda tests failed"
+    built = gpu_cases.check(gpu_cases._build_int8_linear(64, 32, 128, cpu, 4096))
+    assert "backend 'cuda' is forced but the input is on cpu" in built.candidates[2].error
+    assert "EFFDL_CUDA_WGMMA" not in os.environ  # set around the call only
 
 
 def test_nm_int8_builder_on_cpu():

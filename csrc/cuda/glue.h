@@ -32,6 +32,35 @@ inline bool simple_kernels_only() {
   return env != nullptr && std::strcmp(env, "1") == 0;
 }
 
+// EFFDL_CUDA_WGMMA=1 lets int8_linear use its Hopper wgmma kernel
+// (int8_wgmma_kernels.cuh) for prefill sizes on sm_90. Off by default: the
+// kernel has not been validated on a GPU yet (bench/device_check.sh runs the
+// int8_linear cuda tests a second time with it set); EFFDL_CUDA_SIMPLE_KERNELS=1
+// wins over it.
+inline bool wgmma_requested() {
+  const char* env = std::getenv("EFFDL_CUDA_WGMMA");
+  return env != nullptr && std::strcmp(env, "1") == 0 && !simple_kernels_only();
+}
+
+// Whether this build holds an sm_90a image (the only one with the wgmma kernels'
+// bodies): TORCH_CUDA_ARCH_LIST named 9.0a.
+inline bool built_for_sm90a() {
+#ifdef EFFDL_CUDA_ARCHS
+  return std::strstr(EFFDL_CUDA_ARCHS, "9.0a") != nullptr;
+#else
+  return false;
+#endif
+}
+
+// Whether int8_linear may launch its wgmma kernel on t's device: requested, an
+// sm_90a image built, and a compute capability 9.0 device (the sm_90a image
+// runs on nothing else).
+inline bool wgmma_usable(const at::Tensor& t) {
+  if (!wgmma_requested() || !built_for_sm90a()) return false;
+  const cudaDeviceProp* p = at::cuda::getDeviceProperties(t.device().index());
+  return p->major == 9 && p->minor == 0;
+}
+
 // Whether t's device may run the tensor-core kernels: sm_80 or newer.
 inline bool tensor_cores_usable(const at::Tensor& t) {
   return !simple_kernels_only() && at::cuda::getDeviceProperties(t.device().index())->major >= 8;

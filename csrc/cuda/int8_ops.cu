@@ -1,5 +1,6 @@
 // CUDA glue for the int8 ops: the shared checks, the CPU glue's layout, then
-// int8_kernels.cuh.
+// the kernels. int8_linear takes, in order: the Hopper wgmma kernel (opt-in,
+// EFFDL_CUDA_WGMMA=1), the mma.sync tensor-core kernel, the simple kernel.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -10,7 +11,9 @@
 #include "glue.h"
 #include "int8_gemv_kernel.cuh"
 #include "int8_kernels.cuh"
+#include "int8_splitk.cuh"
 #include "int8_tc_kernels.cuh"
+#include "int8_wgmma_kernels.cuh"
 
 namespace effdl {
 namespace {
@@ -22,6 +25,30 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 bool int8_tensor_core_path(const at::Tensor& q2, const at::Tensor& wq, int64_t K) {
   return K > 0 && K % 16 == 0 && gpu::aligned_to(q2, 16) && gpu::aligned_to(wq, 16) &&
          gpu::tensor_cores_usable(wq);
+}
+
+// The Hopper wgmma kernel: opt-in (gpu::wgmma_usable), M >= wgmma::kMinM rows,
+// and the mma.sync kernel's K and alignment conditions.
+bool int8_wgmma_path(const at::Tensor& q2, const at::Tensor& wq, int64_t M, int64_t K) {
+  return M >= wgmma::kMinM && K > 0 && K % 16 == 0 && gpu::aligned_to(q2, 16) && gpu::aligned_to(wq, 16) &&
+         gpu::wgmma_usable(wq);
+}
+
+template <typename Out>
+void launch_int8_linear_wgmma(const at::Tensor& q2, const at::Tensor& qs, const at::Tensor& wq, const at::Tensor& ws,
+                              const float* bp, int64_t M, int64_t N, int64_t K, Out* y, cudaStream_t stream) {
+  const int64_t n_tiles = ceil_div(N, wgmma::kTileN), m_tiles = ceil_div(M, wgmma::kTileM);
+  const mma::SplitK plan = mma::splitk_plan(ceil_div(K, wgmma::kBK), n_tiles * std::min<int64_t>(m_tiles, 65535),
+                                            gpu::multiprocessors(wq));
+  const at::Tensor partial = gpu::splitk_partial(plan, M, N, q2);
+  C10_CUDA_CHECK(cudaFuncSetAttribute(gpu::int8_linear_wgmma_kernel<Out>,
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, wgmma::kSmemBytes));
+  gpu::int8_linear_wgmma_kernel<Out>
+      <<<gpu::tile_grid(n_tiles, m_tiles, plan.splits), wgmma::kThreads, wgmma::kSmemBytes, stream>>>(
+          q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(), bp, M, N, K,
+          plan.per, gpu::partial_ptr(partial), y);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  gpu::launch_int8_splitk_reduce(partial, qs.data_ptr<float>(), ws.data_ptr<float>(), bp, M, N, y, stream);
 }
 
 // The weight-only GEMV kernel: M <= 16 rows, K % 16 == 0 (16-byte weight
@@ -79,28 +106,27 @@ at::Tensor int8_linear_cuda(const at::Tensor& q, const at::Tensor& q_scale, cons
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   dispatch_act_float(out_t, "int8_linear", [&](auto tag) {
     using Out = gpu::device_t<typename decltype(tag)::type>;
+    const float* bp = b32.defined() ? b32.data_ptr<float>() : nullptr;
+    if (int8_wgmma_path(q2, wq, M, K)) {
+      launch_int8_linear_wgmma<Out>(q2, qs, wq, ws, bp, M, N, K, data_as<Out>(y), stream);
+      return;
+    }
     if (int8_tensor_core_path(q2, wq, K)) {
       const int64_t n_tiles = ceil_div(N, mma::kTileN), m_tiles = ceil_div(M, mma::kTileM);
       const mma::SplitK plan = mma::splitk_plan(ceil_div(K, mma::kI8BK), n_tiles * std::min<int64_t>(m_tiles, 65535),
                                                 gpu::multiprocessors(wq));
-      const at::Tensor partial =
-          plan.splits > 1 ? at::empty({plan.splits, M, N}, q2.options().dtype(at::kInt)) : at::Tensor();
-      const float* bp = b32.defined() ? b32.data_ptr<float>() : nullptr;
+      const at::Tensor partial = gpu::splitk_partial(plan, M, N, q2);
       gpu::int8_linear_tc_kernel<Out><<<gpu::tile_grid(n_tiles, m_tiles, plan.splits), mma::kTileThreads, 0, stream>>>(
           q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(), bp, M, N, K,
-          plan.per, partial.defined() ? partial.data_ptr<int32_t>() : nullptr, data_as<Out>(y));
+          plan.per, gpu::partial_ptr(partial), data_as<Out>(y));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-      if (plan.splits > 1) {
-        gpu::int8_splitk_reduce_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
-            partial.data_ptr<int32_t>(), plan.splits, qs.data_ptr<float>(), ws.data_ptr<float>(), bp, M, N,
-            data_as<Out>(y));
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      }
+      gpu::launch_int8_splitk_reduce(partial, qs.data_ptr<float>(), ws.data_ptr<float>(), bp, M, N, data_as<Out>(y),
+                                     stream);
       return;
     }
     gpu::int8_linear_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
-        q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(),
-        b32.defined() ? b32.data_ptr<float>() : nullptr, M, N, K, data_as<Out>(y));
+        q2.data_ptr<int8_t>(), qs.data_ptr<float>(), wq.data_ptr<int8_t>(), ws.data_ptr<float>(), bp, M, N, K,
+        data_as<Out>(y));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return y;

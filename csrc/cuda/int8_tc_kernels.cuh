@@ -36,6 +36,22 @@ __device__ __forceinline__ Out int8_tc_epilogue(int32_t acc, float qs, float ws,
   return store<Out>(v);
 }
 
+// Output (t, o) of an int8 tensor-core kernel, if inside the M x N output:
+// the int32 sum v to split blockIdx.z's slice of `partial` (split-K), else the
+// epilogue's value to y.
+template <typename Out>
+__device__ __forceinline__ void int8_tc_store(int32_t v, int64_t t, int64_t o, int64_t M, int64_t N,
+                                              int32_t* __restrict__ partial, const float* __restrict__ q_scale,
+                                              const float* __restrict__ w_scale, const float* __restrict__ bias,
+                                              Out* __restrict__ y) {
+  if (t >= M || o >= N) return;
+  if (partial != nullptr) {
+    partial[(int64_t(blockIdx.z) * M + t) * N + o] = v;
+  } else {
+    y[t * N + o] = int8_tc_epilogue<Out>(v, q_scale[t], w_scale[o], bias, o);
+  }
+}
+
 template <typename Out>
 __global__ void __launch_bounds__(mma::kTileThreads)
     int8_linear_tc_kernel(const int8_t* __restrict__ q, const float* __restrict__ q_scale,
@@ -47,9 +63,8 @@ __global__ void __launch_bounds__(mma::kTileThreads)
   const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int wm = warp_m0(warp), wn = warp_n0(warp);
   const int64_t n0 = int64_t(blockIdx.x) * kTileN;
-  const int64_t kblocks = (K + kI8BK - 1) / kI8BK;
-  const int64_t kb0 = int64_t(blockIdx.z) * kb_per_split;
-  const int64_t kb1 = kb0 + kb_per_split < kblocks ? kb0 + kb_per_split : kblocks;
+  const mma::KRange ks_range = mma::splitk_range(blockIdx.z, kb_per_split, (K + kI8BK - 1) / kI8BK);
+  const int64_t kb0 = ks_range.first, kb1 = ks_range.end;
   const int64_t mtiles = (M + kTileM - 1) / kTileM;
   for (int64_t mt = blockIdx.y; mt < mtiles; mt += gridDim.y) {  // uniform across the block
     const int64_t m0 = mt * kTileM;
@@ -87,14 +102,7 @@ __global__ void __launch_bounds__(mma::kTileThreads)
     two_stage_pipeline(stage, kb0, kb1, stage_block, mma_block);
 
     for_each_acc(acc, lane, wm, wn, [&](int32_t v, int a, int b) {
-      const int64_t t = m0 + a, o = n0 + b;  // token (A row), feature (B column)
-      if (t < M && o < N) {
-        if (partial != nullptr) {
-          partial[(int64_t(blockIdx.z) * M + t) * N + o] = v;
-        } else {
-          y[t * N + o] = int8_tc_epilogue<Out>(v, q_scale[t], w_scale[o], bias, o);
-        }
-      }
+      int8_tc_store(v, m0 + a, n0 + b, M, N, partial, q_scale, w_scale, bias, y);  // token (A row), feature (B column)
     });
   }
 }

@@ -176,4 +176,14 @@ EFFDL_HD SplitK splitk_plan(int64_t kblocks, int64_t blocks, int64_t sms) {
   return {per, (kblocks + per - 1) / per};
 }
 
+// K blocks [first, end) of split z (grid z) of a plan with `per` K blocks per
+// split over `kblocks` blocks in all.
+struct KRange {
+  int64_t first, end;
+};
+EFFDL_HD KRange splitk_range(int64_t z, int64_t per, int64_t kblocks) {
+  const int64_t first = z * per;
+  return {first, first + per < kblocks ? first + per : kblocks};
+}
+
 }  // namespace effdl::mma

@@ -87,9 +87,8 @@ __global__ void __launch_bounds__(mma::kTileThreads)
   const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int wm = warp_m0(warp), wn = warp_n0(warp);
   const int64_t n0 = int64_t(blockIdx.x) * kTileM;
-  const int64_t kblocks = K / kNmI8BK;
-  const int64_t kb0 = int64_t(blockIdx.z) * kb_per_split;
-  const int64_t kb1 = kb0 + kb_per_split < kblocks ? kb0 + kb_per_split : kblocks;
+  const mma::KRange ks_range = mma::splitk_range(blockIdx.z, kb_per_split, K / kNmI8BK);
+  const int64_t kb0 = ks_range.first, kb1 = ks_range.end;
   const int64_t mtiles = (M + kTileN - 1) / kTileN;
   for (int64_t mt = blockIdx.y; mt < mtiles; mt += gridDim.y) {  // uniform across the block
     const int64_t m0 = mt * kTileN;
@@ -120,14 +119,7 @@ __global__ void __launch_bounds__(mma::kTileThreads)
     two_stage_pipeline(stage, kb0, kb1, stage_block, mma_block);
 
     for_each_acc(acc, lane, wm, wn, [&](int32_t v, int a, int b) {
-      const int64_t o = n0 + a, t = m0 + b;  // feature (A row), token (B column)
-      if (o < N && t < M) {
-        if (partial != nullptr) {
-          partial[(int64_t(blockIdx.z) * M + t) * N + o] = v;
-        } else {
-          y[t * N + o] = int8_tc_epilogue<Out>(v, q_scale[t], w_scale[o], bias, o);
-        }
-      }
+      int8_tc_store(v, m0 + b, n0 + a, M, N, partial, q_scale, w_scale, bias, y);  // feature (A row), token (B column)
     });
   }
 }

@@ -9,6 +9,7 @@
 #include "../checks.h"
 #include "../dispatch.h"
 #include "glue.h"
+#include "int8_splitk.cuh"
 #include "nm_int8_kernels.cuh"
 
 namespace effdl {
@@ -52,20 +53,14 @@ at::Tensor nm_int8_linear_cuda(const at::Tensor& q, const at::Tensor& q_scale, c
       const int64_t n_tiles = ceil_div(N, mma::kTileM), m_tiles = ceil_div(M, mma::kTileN);
       const mma::SplitK plan = mma::splitk_plan(K / mma::kNmI8BK, n_tiles * std::min<int64_t>(m_tiles, 65535),
                                                 gpu::multiprocessors(values));
-      const at::Tensor partial =
-          plan.splits > 1 ? at::empty({plan.splits, M, N}, q2.options().dtype(at::kInt)) : at::Tensor();
+      const at::Tensor partial = gpu::splitk_partial(plan, M, N, q2);
       gpu::nm24_int8_linear_tc_kernel<Out>
           <<<gpu::tile_grid(n_tiles, m_tiles, plan.splits), mma::kTileThreads, 0, stream>>>(
               q2.data_ptr<int8_t>(), qs.data_ptr<float>(), values.data_ptr<int8_t>(), meta.data_ptr<uint8_t>(),
-              ws.data_ptr<float>(), bp, M, N, K, plan.per, partial.defined() ? partial.data_ptr<int32_t>() : nullptr,
-              data_as<Out>(y));
+              ws.data_ptr<float>(), bp, M, N, K, plan.per, gpu::partial_ptr(partial), data_as<Out>(y));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-      if (plan.splits > 1) {
-        gpu::int8_splitk_reduce_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(
-            partial.data_ptr<int32_t>(), plan.splits, qs.data_ptr<float>(), ws.data_ptr<float>(), bp, M, N,
-            data_as<Out>(y));
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      }
+      gpu::launch_int8_splitk_reduce(partial, qs.data_ptr<float>(), ws.data_ptr<float>(), bp, M, N, data_as<Out>(y),
+                                     stream);
       return;
     }
     gpu::nm_int8_linear_kernel<Out><<<gpu::grid_for(M * N), gpu::kThreads, 0, stream>>>(

@@ -196,8 +196,9 @@ void test_splitk_plan() {
         CHECK(p.splits * blocks <= 2 * sms + blocks);  // never far past two waves
         std::vector<int> hits(sz(kblocks), 0);
         for (int64_t z = 0; z < p.splits; ++z) {
-          const int64_t b0 = z * p.per, b1 = std::min(kblocks, b0 + p.per);
-          CHECK(b0 < b1);
+          const KRange r = splitk_range(z, p.per, kblocks);  // the kernels' range of split z
+          const int64_t b0 = r.first, b1 = r.end;
+          CHECK(b0 < b1 && b1 <= kblocks);
           for (int64_t b = b0; b < b1; ++b) ++hits[sz(b)];
         }
         for (int h : hits) CHECK(h == 1);
