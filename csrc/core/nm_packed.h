@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "dtype.h"
 #include "nm_format.h"
@@ -80,37 +81,39 @@ int64_t nm_pack_panels(const T* values, const uint8_t* meta, int64_t N, int64_t 
 }
 
 // Panels [p_begin, p_end) of y[M, N] = x[M, K] @ W.T + bias with W packed as
-// above: fp32 (fp64 for double) sums over the groups in order, the bias added,
-// rounded to T once. The portable core of every level and dtype; the
+// above: fp32 (fp64 for double) sums over the kept columns in order, the bias
+// added, rounded to T once. The portable core of every level and dtype; the
 // avx512_bf16 level has a vector kernel for bf16 (nm_linear_bf16.h). Returns
 // false on a nibble of a live column and group that is not a 2:4 mask.
 template <typename T>
 bool nm_linear_packed_block(const T* x, int64_t ldx, int64_t M, int64_t K, const T* packed, int64_t N,
                             const T* bias, T* y, int64_t ldy, int64_t p_begin, int64_t p_end) {
   using A = acc_t<T>;
-  const int64_t G = K / 4, cols = nm_packed_cols(K, sizeof(T));
+  const int64_t G = K / 4, cols_per_panel = nm_packed_cols(K, sizeof(T));
+  // one column's kept positions and values, decoded (and validated) once for all rows of x
+  std::vector<int64_t> cols(size_t(2 * G));
+  std::vector<A> vals(size_t(2 * G));
   for (int64_t p = p_begin; p < p_end; ++p) {
-    const T* panel = packed + p * cols;
+    const T* panel = packed + p * cols_per_panel;
     const uint32_t* words = nm_panel_words(panel, K);
     for (int64_t l = 0; l < kNmPanelCols && p * kNmPanelCols + l < N; ++l) {
       const int64_t o = p * kNmPanelCols + l;
       for (int64_t g = 0; g < G; ++g) {
         uint32_t w;
         std::memcpy(&w, words + g / kNmWordGroups * kNmPanelCols + l, 4);
-        if (!nm_nibble_valid((w >> (4 * (g % kNmWordGroups))) & 15u)) return false;
+        const uint32_t nib = (w >> (4 * (g % kNmWordGroups))) & 15u;
+        if (!nm_nibble_valid(nib)) return false;
+        const T* v = panel + (g * kNmPanelCols + l) * 2;
+        cols[size_t(2 * g)] = 4 * g + __builtin_ctz(nib);
+        cols[size_t(2 * g + 1)] = 4 * g + 31 - __builtin_clz(nib);
+        vals[size_t(2 * g)] = load(v[0]);
+        vals[size_t(2 * g + 1)] = load(v[1]);
       }
       const A b = bias ? A(load(bias[o])) : A(0);
       for (int64_t i = 0; i < M; ++i) {
         const T* xr = x + i * ldx;
         A acc = 0;
-        for (int64_t g = 0; g < G; ++g) {
-          uint32_t w;
-          std::memcpy(&w, words + g / kNmWordGroups * kNmPanelCols + l, 4);
-          const uint32_t nib = (w >> (4 * (g % kNmWordGroups))) & 15u;
-          const int a = __builtin_ctz(nib), c = 31 - __builtin_clz(nib);
-          const T* v = panel + (g * kNmPanelCols + l) * 2;
-          acc += A(load(v[0])) * A(load(xr[4 * g + a])) + A(load(v[1])) * A(load(xr[4 * g + c]));
-        }
+        for (int64_t j = 0; j < 2 * G; ++j) acc += vals[size_t(j)] * A(load(xr[cols[size_t(j)]]));
         y[i * ldy + o] = store<T>(acc + b);
       }
     }
