@@ -52,6 +52,7 @@ def cpu_peak_rate(kind: str, seconds: float = 0.2) -> float | None:
     return None if C is None else C.cpu_peak_rate(kind, seconds)
 
 
+@cache  # the kernel level is chosen once per process; asked on every SparseLinear forward
 def nm_packed_min_rows(dtype: torch.dtype) -> int:
     """Rows of x from which :func:`effdl.ops.nm_linear_packed` beats :func:`effdl.ops.nm_linear` on
     2:4 weights of ``dtype`` at the CPU kernel level in use; -1 where it never does (that level has
