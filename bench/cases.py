@@ -146,25 +146,23 @@ def _build_nm_linear(K: int, N: int, M: int, llc: int, dtype: torch.dtype = torc
     x_eff = xs if dtype == torch.float32 else xbs
     packed = [ops.nm_compress(w.to(dtype), 2, 4) for w in ws]
     name = "fp32" if dtype == torch.float32 else "bf16"
+    # from nm_packed_min_rows rows on, effdl is what SparseLinear runs: the weight prepacked once
+    # (cached on the module); the canonical layout, decoded per call, is then a peer
+    prepacked_path = 0 <= _ext.nm_packed_min_rows(dtype) <= M
     canonical = Candidate(
-        "effdl",
+        "effdl nm_linear" if prepacked_path else "effdl",
         [lambda x=x, p=p: ops.nm_linear(x, p[0], p[1], 2, 4) for x, p in zip(x_eff, packed, strict=True)],
-        note=f"effdl.ops.nm_linear, 2:4 {name}",
+        note=f"effdl.ops.nm_linear, 2:4 {name}" + (" on the canonical values + meta (decoded per call)"
+                                                   if prepacked_path else ""),
     )
     cands = [canonical]
-    if 0 <= _ext.nm_packed_min_rows(dtype) <= M:
-        # what SparseLinear runs from these rows on: the weight prepacked once (cached on the module)
+    if prepacked_path:
         prepacked = [ops.nm_pack_weight(v, m) for v, m in packed]
-        canonical.name = "effdl nm_linear"
-        canonical.note += " on the canonical values + meta (decoded per call)"
-        cands = [
-            Candidate(
-                "effdl",
-                [lambda x=x, p=p: ops.nm_linear_packed(x, p, N) for x, p in zip(x_eff, prepacked, strict=True)],
-                note=f"effdl.ops.nm_linear_packed, 2:4 {name}, weight prepacked by nm_pack_weight (SparseLinear's path)",
-            ),
-            canonical,
-        ]
+        cands.insert(0, Candidate(
+            "effdl",
+            [lambda x=x, p=p: ops.nm_linear_packed(x, p, N) for x, p in zip(x_eff, prepacked, strict=True)],
+            note=f"effdl.ops.nm_linear_packed, 2:4 {name}, weight prepacked by nm_pack_weight (SparseLinear's path)",
+        ))
     cands += [
         Candidate(
             "F.linear fp32",
