@@ -68,11 +68,7 @@ __device__ __forceinline__ void nm_i8_tc_load(NmI8TcStage& s, const int8_t* __re
   static_assert(kTileM == kTileN, "stage_rows copies kTileM rows of either operand");
   stage_rows<kNmI8BK / 2, kNmI8ValStride>(&s.vals[0][0], values, N, K / 2, n0, kb * (kNmI8BK / 2), K / 2, tid);
   stage_rows<kNmI8BK, kNmI8QStride>(&s.q[0][0], q, M, K, m0, kb * kNmI8BK, K, tid);
-  if (tid < kTileM) {  // one 8-byte chunk per meta row
-    const bool ok = n0 + tid < N;
-    const uint8_t* src = ok ? meta + (n0 + tid) * (K / 8) + kb * kNmI8MetaStride : meta;
-    cp_async8(&s.meta[tid][0], src, ok);
-  }
+  stage_meta_rows(s.meta, meta, N, K, n0, kb, tid);
 }
 
 template <typename Out>

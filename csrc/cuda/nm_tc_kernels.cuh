@@ -47,11 +47,7 @@ __device__ __forceinline__ void nm_tc_load(NmTcStage<T>& s, const T* __restrict_
                                                   n0, kb * kValBytes, val_pitch, tid);
   stage_rows<kXBytes, kNmXStride * sizeof(T)>(&s.x[0][0], x, M, x_pitch, m0,
                                               kb * kXBytes, x_pitch, tid);
-  if (tid < kTileM) {  // one 8-byte chunk per meta row
-    const bool ok = n0 + tid < N;
-    const uint8_t* src = ok ? meta + (n0 + tid) * (K / 8) + kb * kNmMetaStride : meta;
-    cp_async8(&s.meta[tid][0], src, ok);
-  }
+  stage_meta_rows(s.meta, meta, N, K, n0, kb, tid);
 }
 
 template <typename T>

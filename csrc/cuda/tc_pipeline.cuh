@@ -1,6 +1,7 @@
 // The building blocks shared by the tensor-core kernels (int8_tc_kernels.cuh,
 // nm_tc_kernels.cuh, nm_int8_kernels.cuh): a 64-row operand tile copied into
-// shared memory as 16-byte cp.async chunks with zero fill, the two-stage
+// shared memory as 16-byte cp.async chunks with zero fill (and the 2:4 kernels' meta rows
+// as 8-byte ones), the two-stage
 // pipeline that overlaps the copy of one K block with the mma work on the
 // previous one, and the walk over a warp's accumulator fragments. The copy plan is mma_layout.h's (tile_iters / tile_row /
 // tile_chunk), which tests/native/test_mma_layout.cpp replays.
@@ -33,6 +34,20 @@ __device__ __forceinline__ void stage_rows(void* dst_v, const void* src_v, int64
     const int64_t col = col0 + c * 16;
     const bool ok = r0 + r < rows && col < limit;
     cp_async16(dst + r * kStride + c * 16, ok ? src + (r0 + r) * pitch + col : src, ok);
+  }
+}
+
+// The 2:4 keep-mask bytes of K block kb (kBlockBytes of each meta [N, K/8] row)
+// of the tile's kTileM weight rows from n0, into dst[row]: one 8-byte cp.async
+// per row, zero-filled past N.
+template <int kBlockBytes>
+__device__ __forceinline__ void stage_meta_rows(uint8_t (*dst)[kBlockBytes], const uint8_t* meta, int64_t N,
+                                                int64_t K, int64_t n0, int64_t kb, int tid) {
+  static_assert(kBlockBytes == 8, "one 8-byte chunk per row");
+  if (tid < mma::kTileM) {
+    const bool ok = n0 + tid < N;
+    const uint8_t* src = ok ? meta + (n0 + tid) * (K / 8) + kb * kBlockBytes : meta;
+    cp_async8(&dst[tid][0], src, ok);
   }
 }
 
