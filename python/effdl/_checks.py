@@ -87,8 +87,7 @@ def nm_packed_shape(N: int, K: int, dtype: torch.dtype) -> list[int]:
     """The shape of ``nm_pack_weight`` of a ``[N, K]`` 2:4 weight of ``dtype``: one row per panel
     of 16 output columns, holding ``32 * K/4`` values and ``ceil(K/32)`` 64-byte nibble blocks."""
     G = K // 4
-    elem = torch.empty((), dtype=dtype).element_size()
-    return [-(-N // NM_PANEL_COLS), G * 2 * NM_PANEL_COLS + -(-G // NM_WORD_GROUPS) * (NM_BLOCK_BYTES // elem)]
+    return [-(-N // NM_PANEL_COLS), G * 2 * NM_PANEL_COLS + -(-G // NM_WORD_GROUPS) * (NM_BLOCK_BYTES // dtype.itemsize)]
 
 
 def nm_pack_weight(values, meta, n, m) -> int:
