@@ -125,9 +125,10 @@ def _linear_case(op: str, K: int, N: int, M: int, dtype: torch.dtype = torch.flo
         wbytes = N * K + N * 4  # int8 + fp32 scales
         work = dense
     nbytes = wbytes + (M * K + M * N) * size
-    if dtype != torch.float32:  # only nm_linear has other dtypes
+    if dtype != torch.float32:  # nm_linear and int8_weight_linear (bf16 x) have other dtypes
+        build = _build_nm_linear if op == "nm_linear" else _build_int8_weight_linear
         return Case(op, f"K={K} N={N} M={M} bf16", params, dense, work, nbytes,
-                    lambda llc: _build_nm_linear(K, N, M, llc, dtype))
+                    lambda llc: build(K, N, M, llc, dtype))
     return Case(
         op, f"K={K} N={N} M={M}", params, dense, work, nbytes, lambda llc: _BUILDERS[op](K, N, M, llc)
     )
@@ -305,28 +306,33 @@ def _build_nm_int8_linear(K: int, N: int, M: int, llc: int) -> Built:
     return Built(cands, n, sb, errs, 5e-2, "fp64 F.linear of the unquantized 2:4-pruned weight and input")
 
 
-def _build_int8_weight_linear(K: int, N: int, M: int, llc: int) -> Built:
-    n = rotation_sets(N * K + M * K * 4, llc)
+def _build_int8_weight_linear(K: int, N: int, M: int, llc: int, dtype: torch.dtype = torch.float32) -> Built:
+    """``int8_weight_linear`` with x in ``dtype`` (fp32 or bf16) against ``F.linear`` on the
+    dequantized weight in fp32 and in bf16, and ``torch._weight_int8pack_mm``."""
+    n = rotation_sets(N * K + M * K * dtype.itemsize, llc)
     ws = _weights(n, N, K, nm=False)
     xs = _inputs(n, M, K)
     qw = [ops.quantize_rows(w) for w in ws]
     deq = [wq.float() * s[:, None] for wq, s in qw]  # fp32 peer uses the dequantized weight: same math
     deq_bf16 = [w.bfloat16() for w in deq]
     xbs = [x.bfloat16() for x in xs]
+    x_eff = xs if dtype == torch.float32 else xbs
+    name = "fp32" if dtype == torch.float32 else "bf16"
 
     def make_pack() -> Candidate:
-        probe = torch.ones(8, 8, dtype=torch.int8)
-        torch._weight_int8pack_mm(torch.randn(2, 8), probe, torch.ones(8))  # raises where unsupported
+        # raises where unsupported (bf16 x at K = 8 crashes torch 2.14 outright: the probe is 64 wide)
+        probe = torch.ones(64, 64, dtype=torch.int8)
+        torch._weight_int8pack_mm(torch.randn(2, 64, dtype=dtype), probe, torch.ones(64, dtype=dtype))
         calls = [
-            lambda x=x, p=p: torch._weight_int8pack_mm(x, p[0], p[1]) for x, p in zip(xs, qw, strict=True)
+            lambda x=x, p=p: torch._weight_int8pack_mm(x, p[0], p[1].to(dtype)) for x, p in zip(x_eff, qw, strict=True)
         ]
-        return Candidate("_weight_int8pack_mm", calls, note="torch._weight_int8pack_mm (fp32 x, int8 weight)")
+        return Candidate("_weight_int8pack_mm", calls, note=f"torch._weight_int8pack_mm ({name} x, int8 weight)")
 
     cands = [
         Candidate(
             "effdl",
-            [lambda x=x, p=p: ops.int8_weight_linear(x, p[0], p[1]) for x, p in zip(xs, qw, strict=True)],
-            note="effdl.ops.int8_weight_linear (fp32 x, int8 weight)",
+            [lambda x=x, p=p: ops.int8_weight_linear(x, p[0], p[1]) for x, p in zip(x_eff, qw, strict=True)],
+            note=f"effdl.ops.int8_weight_linear ({name} x, int8 weight)",
         ),
         Candidate(
             "F.linear fp32",
@@ -340,15 +346,17 @@ def _build_int8_weight_linear(K: int, N: int, M: int, llc: int) -> Built:
         ),
         _try("_weight_int8pack_mm", make_pack),
     ]
-    ref = F.linear(xs[0].double(), deq[0].double())
+    ref = F.linear(x_eff[0].double(), deq[0].double())
     errs = _errors(first_outputs(cands), ref)
+    xb = M * K * dtype.itemsize
     sb = {
-        "effdl": N * K + N * 4 + M * K * 4,
+        "effdl": N * K + N * 4 + xb,
         "F.linear fp32": N * K * 4 + M * K * 4,
         "F.linear bf16": N * K * 2 + M * K * 2,
-        "_weight_int8pack_mm": N * K + N * 4 + M * K * 4,
+        "_weight_int8pack_mm": N * K + N * 4 + xb,
     }
-    return Built(cands, n, sb, errs, 1e-4, "fp64 F.linear of the dequantized weight")
+    # bf16 outputs round to 2^-9 relative: the guard allows for that, not for garbage
+    return Built(cands, n, sb, errs, 1e-4 if dtype == torch.float32 else 1e-2, "fp64 F.linear of the dequantized weight")
 
 
 _BUILDERS = {
@@ -372,6 +380,8 @@ LINEAR_SHAPES_FULL = [
 LINEAR_M_FULL = (1, 16, 128, 512)
 # weight-only int8 is a decode kernel: M = 1, 4, 16, and 128 to show where it stops paying
 WEIGHT_ONLY_M_FULL = (1, 4, 16, 128)
+# ... and with bf16 x (a bf16 model's activations) on the Llama-class layers
+WEIGHT_ONLY_BF16_SHAPES = [(4096, 4096), (4096, 11008)]
 # the N:M ops also at M = 4 (x read directly) and 512 (packed x, many strips)
 NM_M_FULL = (1, 4, 16, 128, 512)
 # nm_linear in bf16 (its fp32 runs cover every shape): the BERT FFN and Llama-class layers
@@ -553,6 +563,9 @@ def cases(op_names: list[str], quick: bool) -> list[Case]:
                 out += [_linear_case(op, K, N, M) for K, N in LINEAR_SHAPES_FULL for M in ms]
                 if op == "nm_linear":
                     out += [_linear_case(op, K, N, M, torch.bfloat16) for K, N in NM_BF16_SHAPES for M in NM_BF16_M]
+                if op == "int8_weight_linear":
+                    out += [_linear_case(op, K, N, M, torch.bfloat16) for K, N in WEIGHT_ONLY_BF16_SHAPES
+                            for M in WEIGHT_ONLY_M_FULL]
         elif op == "dwsep_conv2d":
             if quick:
                 out += [_dwsep_case(C, H, Co, s, B) for C, H, Co, s, B in DWSEP_QUICK]

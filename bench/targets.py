@@ -54,6 +54,7 @@ def _dwsep(batches: set[int]):
 _QL = _linear("int8_linear", {1, 16, 128, 512}, LLAMA | BERT)
 _QL_BIG_M = _linear("int8_linear", lambda M: M >= 128, LLAMA | BERT)
 _WO = _linear("int8_weight_linear", {1, 4, 16}, LLAMA)
+_WO_BF16 = _linear("int8_weight_linear", {1, 4, 16}, LLAMA, "bfloat16")
 _NM_SMALL = _linear("nm_linear", lambda M: 1 <= M <= 16, LLAMA | BERT)
 _NM_BIG = _linear("nm_linear", lambda M: M >= 128, LLAMA | BERT)
 _NM_SMALL_BF16 = _linear("nm_linear", lambda M: 1 <= M <= 16, LLAMA | BERT, "bfloat16")
@@ -68,6 +69,9 @@ TARGETS = [
     Target("int8_weight_linear", "M ∈ {1,4,16}; 4096², 4096×11008", _WO, "F.linear fp32", 3.0, "× fp32 F.linear"),
     Target("", "", _WO, "F.linear bf16", 1.5, "× bf16 F.linear"),
     Target("", "", _WO, "pct_of_copy", 80.0, "% of copy bandwidth"),
+    Target("int8_weight_linear, bf16 x", "M ∈ {1,4,16}; 4096², 4096×11008", _WO_BF16, "F.linear bf16", 1.5,
+           "× bf16 F.linear"),
+    Target("", "", _WO_BF16, "pct_of_copy", 80.0, "% of copy bandwidth"),
     Target("nm_linear 2:4 fp32", "M = 1..16", _NM_SMALL, "F.linear fp32", 1.6, "× dense fp32 F.linear"),
     Target("", "", _NM_SMALL, "pct_of_copy", 80.0, "% of copy bandwidth"),
     Target("", "M ≥ 128", _NM_BIG, "F.linear fp32", 1.2, "× dense fp32 F.linear"),

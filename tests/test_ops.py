@@ -334,6 +334,27 @@ def test_int8_weight_linear(device, dtype, index):
     assert_close_rel(out, ref, TOL[dtype])
 
 
+@pytest.mark.parametrize(("lead", "K", "N"), [((16,), 4103, 35), ((3, 3), 33, 4), ((1,), 100, 7), ((70,), 1000, 5)])
+def test_int8_weight_linear_bf16_x_matches_fp32_x(lead, K, N):
+    """bf16 x read as bf16 (vdpbf16ps on avx512_bf16) agrees with the same x widened to fp32,
+    to the output's rounding: every product is exact in both and both sum in fp32."""
+    g = torch.Generator().manual_seed(K * N)
+    x = torch.randn(*lead, K, generator=g).bfloat16()
+    wq = torch.randint(-128, 128, (N, K), dtype=torch.int8, generator=g)
+    w_scale = torch.rand(N, generator=g) * 0.05 + 1e-3
+    bias = torch.randn(N, generator=g).bfloat16()
+    out = E.int8_weight_linear(x, wq, w_scale, bias)
+    assert out.dtype == torch.bfloat16 and out.shape == (*lead, N)
+    want = E.int8_weight_linear(x.float(), wq, w_scale, bias.float())
+    terms = x.float().abs() @ wq.float().abs().t() * w_scale + bias.float().abs()
+    tol = 2.0**-8 * want.abs() + K * 2.0**-23 * terms
+    assert ((out.float() - want).abs() <= tol).all()
+    # a strided x (every other column of a wider tensor) reads the same values
+    wide = torch.zeros(*lead, 2 * K, dtype=torch.bfloat16)
+    wide[..., ::2] = x
+    assert torch.equal(E.int8_weight_linear(wide[..., ::2], wq, w_scale, bias), out)
+
+
 # ---------------------------------------------------------------- K = 0 (empty reduction)
 
 

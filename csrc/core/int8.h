@@ -119,4 +119,12 @@ void int8_weight_linear_block(const float* x, int64_t ldx, int64_t M, int64_t K,
   }
 }
 
+// int8_weight_linear_block's contract for bf16 x read as it is, not widened
+// to fp32 by the glue: out[i, o] = (sum_k x[i, k] * wq[o, k]) * w_scale[o] +
+// bias[o], summed in fp32 (bias fp32 or null). Levels with a kernel for it hold
+// one in their table (int8_weight_x86.h); the others hold null.
+using Int8WeightBf16Fn = void (*)(const bf16* x, int64_t ldx, int64_t M, int64_t K, const int8_t* wq,
+                                  const float* w_scale, const float* bias, bf16* out, int64_t ldo,
+                                  int64_t o_begin, int64_t o_end);
+
 }  // namespace effdl::core

@@ -12,6 +12,7 @@
 
 #include "dtype.h"
 #include "dwsep_tiled.h"
+#include "int8.h"
 #include "isa.h"
 
 namespace effdl::core {
@@ -68,6 +69,8 @@ struct KernelTable {
                                     int64_t k_end, float* qt);
   // whether this level's nm_int8_linear_block reads the packed qt for M rows of q
   bool (*nm_int8_reads_qt)(int64_t M);
+  // int8_weight_linear on bf16 x as it is (int8.h); null: widen x to fp32 for int8_weight_linear_block
+  Int8WeightBf16Fn int8_weight_linear_bf16_block;
 
   template <typename T>
   const FloatKernels<T>& floats() const {

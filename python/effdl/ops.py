@@ -189,6 +189,10 @@ def int8_weight_linear(
     ``x`` float32/bfloat16/float16, ``wq`` int8, ``w_scale`` float32 ``[N]``,
     ``bias`` in ``x``'s dtype; the weight is dequantized on the fly, never
     materialised. Returns ``[*, N]`` in ``x``'s dtype. Inference only.
+
+    Sums are fp32. On a CPU with AVX512-BF16, bfloat16 ``x`` is read as it is (the
+    int8 weights widen exactly to bf16 and ``vdpbf16ps`` forms each product exactly;
+    it treats subnormal inputs as zero); elsewhere 16-bit ``x`` is widened to fp32 first.
     """
     return _route("int8_weight_linear", x.device)(x, wq, w_scale, bias)
 
