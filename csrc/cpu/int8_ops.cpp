@@ -62,24 +62,23 @@ at::Tensor int8_weight_linear_cpu(const at::Tensor& x, const at::Tensor& wq_in,
                                   const c10::optional<at::Tensor>& bias) {
   check_int8_weight_linear(x, wq_in, w_scale_in, bias);
   const int64_t K = x.size(-1), N = wq_in.size(0);
+  const at::Tensor rows = as_rows(x);
+  const int64_t M = rows.size(0);
+  at::Tensor y = at::empty(linear_out_shape(x, N), x.options());
+  if (M == 0 || N == 0) return y;
   const at::Tensor wq = wq_in.contiguous(), ws = w_scale_in.contiguous();
   const at::Tensor b32 = bias.has_value() ? bias->to(at::kFloat).contiguous() : at::Tensor();
-  at::Tensor y = at::empty(linear_out_shape(x, N), x.options());
   const float* bias_ptr = b32.defined() ? b32.data_ptr<float>() : nullptr;
   const core::Int8WeightBf16Fn bf16_block = cpu_kernels().int8_weight_linear_bf16_block;
   if (x.scalar_type() == at::kBFloat16 && bf16_block != nullptr) {
-    const at::Tensor x2 = as_rows(x).contiguous();
-    const int64_t M = x2.size(0);
-    if (M == 0 || N == 0) return y;
+    const at::Tensor x2 = rows.contiguous();
     at::parallel_for(0, N, grain_for(M * K), [&](int64_t b, int64_t e) {
       bf16_block(data_as<core::bf16>(x2), K, M, K, wq.data_ptr<int8_t>(), ws.data_ptr<float>(), bias_ptr,
                  data_as<core::bf16>(y), N, b, e);
     });
     return y;
   }
-  const at::Tensor x2 = as_rows(x).to(at::kFloat).contiguous();
-  const int64_t M = x2.size(0);
-  if (M == 0 || N == 0) return y;
+  const at::Tensor x2 = rows.to(at::kFloat).contiguous();
   dispatch_act_float(x.scalar_type(), "int8_weight_linear", [&](auto tag) {
     using Out = typename decltype(tag)::type;
     const auto& kernels = cpu_kernels().int8<Out>();
